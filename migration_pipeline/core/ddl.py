@@ -1,0 +1,273 @@
+"""Staging tables cloned from the live ones, the SQL that finishes them, and their integrity rules.
+
+The live tables (created by sql/) are the single definition of each table: staging tables copy
+their columns with `LIKE`, are loaded without indexes, and receive the live table's constraints,
+indexes and triggers afterwards, read from the catalog. Records that would violate a constraint are
+moved to the quarantine first, so that a bad record never aborts a load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+
+import psycopg
+from psycopg import sql
+
+from migration_pipeline.core.rows import sql_row_hash
+from migration_pipeline.core.spec import StoreSpec, TableSpec
+
+
+def _qualified(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def _set_search_path(conn: psycopg.Connection, schema: str) -> None:
+    conn.execute("SELECT set_config('search_path', %s, true)", (f'"{schema}", pg_catalog',))
+
+
+def create_staging_tables(conn: psycopg.Connection, spec: StoreSpec, bookkeeping: Sequence[str]) -> None:
+    staging = sql.Identifier(spec.staging_schema)
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(staging))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(staging))
+    for table in spec.tables:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED INCLUDING COMMENTS)"
+            ).format(_qualified(spec.staging_schema, table.name), _qualified(spec.schema, table.name))
+        )
+        for column in bookkeeping:
+            kind = "bigint" if column == "_seq" else "text"
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN {} " + kind).format(
+                    _qualified(spec.staging_schema, table.name), sql.Identifier(column)
+                )
+            )
+
+
+def _quarantine_removed(
+    conn: psycopg.Connection,
+    spec: StoreSpec,
+    table: TableSpec,
+    plan_id: str,
+    run_id: str,
+    reason: str,
+    delete_sql: sql.Composable,
+    message: sql.Composable,
+) -> int:
+    """Run a `DELETE ... RETURNING *` on a staged table and move what it removed to the quarantine."""
+    statement = sql.SQL(
+        """WITH removed AS ({delete})
+        INSERT INTO migration.quarantine
+            (store, plan_id, run_id, table_name, source_file, locator, reason, message, row_hash)
+        SELECT {store}, {plan}, {run}, {table}, coalesce(_source_file, ''), coalesce(_locator, ''), {reason},
+               {message}, {hash}
+        FROM removed"""
+    ).format(
+        delete=delete_sql,
+        store=sql.Literal(spec.name),
+        plan=sql.Literal(plan_id),
+        run=sql.Literal(run_id),
+        table=sql.Literal(table.name),
+        reason=sql.Literal(reason),
+        message=message,
+        hash=sql_row_hash(table.columns),
+    )
+    return conn.execute(statement).rowcount
+
+
+def _key_columns(columns: Sequence[str], alias: str) -> list[sql.Composable]:
+    return [sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in columns]
+
+
+def _lower_column(column: str, alias: str) -> list[sql.Composable]:
+    return [sql.SQL("lower({}.{})").format(sql.Identifier(alias), sql.Identifier(column))]
+
+
+def quarantine_duplicates(conn: psycopg.Connection, spec: StoreSpec, table: TableSpec, plan_id: str, run_id: str) -> int:
+    """Keep the first record (lowest `_seq`) of each natural key; quarantine the rest as duplicate_key."""
+    target = _qualified(spec.staging_schema, table.name)
+    key_sets: list[tuple[str, Callable[[str], list[sql.Composable]]]] = []
+    if table.unique_key:
+        key_sets.append((", ".join(table.unique_key), partial(_key_columns, table.unique_key)))
+    for column in table.unique_ci:
+        key_sets.append((f"{column} (case-insensitive)", partial(_lower_column, column)))
+    moved = 0
+    for label, key in key_sets:
+        aliases = [sql.Identifier(f"k{i}") for i in range(len(key("x")))]
+
+        def on(alias: str, key: Callable[[str], list[sql.Composable]] = key) -> sql.Composable:
+            return sql.SQL(", ").join(key(alias))
+
+        delete = sql.SQL(
+            """WITH dup AS (
+                   SELECT {exprs_as} FROM {t} z GROUP BY {positions} HAVING count(*) > 1),
+               firsts AS (
+                   SELECT DISTINCT ON ({aliases}) {aliases}, x._seq AS first_seq, x._source_file AS first_file
+                   FROM {t} x JOIN dup d ON ({x_exprs}) = ({d_aliases})
+                   ORDER BY {aliases}, x._seq)
+               DELETE FROM {t} y USING firsts f
+               WHERE ({y_exprs}) = ({f_aliases}) AND y._seq > f.first_seq
+               RETURNING y.*, f.first_file"""
+        ).format(
+            exprs_as=sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, a) for e, a in zip(key("z"), aliases, strict=True)),
+            t=target,
+            positions=sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(aliases))),
+            aliases=sql.SQL(", ").join(aliases),
+            x_exprs=on("x"),
+            d_aliases=sql.SQL(", ").join(sql.SQL("d.") + a for a in aliases),
+            y_exprs=on("y"),
+            f_aliases=sql.SQL(", ").join(sql.SQL("f.") + a for a in aliases),
+        )
+        # The kept record is named by file and locator; the key's value is never written (it may be PII).
+        message = sql.SQL("{} || first_file").format(sql.Literal(f"same {label} as the record kept from "))
+        moved += _quarantine_removed(conn, spec, table, plan_id, run_id, "duplicate_key", delete, message)
+    return moved
+
+
+def _live_constraints(conn: psycopg.Connection, spec: StoreSpec, table: str, kinds: str) -> list[tuple]:
+    _set_search_path(conn, spec.schema)
+    return conn.execute(
+        """SELECT c.conname, pg_get_constraintdef(c.oid), c.contype, c.confdeltype,
+                  c.confrelid::regclass::text,
+                  ARRAY(SELECT a.attname FROM unnest(c.conkey) k JOIN pg_attribute a
+                        ON a.attrelid = c.conrelid AND a.attnum = k ORDER BY array_position(c.conkey, k)),
+                  ARRAY(SELECT a.attname FROM unnest(c.confkey) k JOIN pg_attribute a
+                        ON a.attrelid = c.confrelid AND a.attnum = k ORDER BY array_position(c.confkey, k))
+           FROM pg_constraint c
+           WHERE c.conrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass AND c.contype = ANY(%s)
+           ORDER BY c.conname""",
+        (spec.schema, table, list(kinds)),
+    ).fetchall()
+
+
+def quarantine_check_violations(
+    conn: psycopg.Connection, spec: StoreSpec, table: TableSpec, plan_id: str, run_id: str
+) -> int:
+    """Move rows that would fail one of the live table's CHECK constraints to the quarantine."""
+    moved = 0
+    for name, definition, *_ in _live_constraints(conn, spec, table.name, "c"):
+        _set_search_path(conn, spec.staging_schema)
+        condition = definition.removeprefix("CHECK ").removesuffix(" NOT VALID")
+        delete = sql.SQL("DELETE FROM {} WHERE NOT {} RETURNING *").format(
+            _qualified(spec.staging_schema, table.name), sql.SQL(condition)
+        )
+        moved += _quarantine_removed(
+            conn, spec, table, plan_id, run_id, "constraint_violation", delete,
+            sql.Literal(f"violates CHECK constraint {name}"),
+        )
+    return moved
+
+
+def resolve_orphans(
+    conn: psycopg.Connection, spec: StoreSpec, table: TableSpec, plan_id: str, run_id: str, earlier: Iterable[str]
+) -> int:
+    """Apply the live foreign keys to parents loaded earlier: ON DELETE SET NULL references become NULL
+    (recorded as an adjustment); any other dangling reference quarantines the record as `orphan`."""
+    earlier = set(earlier)
+    moved = 0
+    for name, _definition, _kind, on_delete, parent, columns, parent_columns in _live_constraints(
+        conn, spec, table.name, "f"
+    ):
+        parent_table = parent.split(".")[-1].strip('"')
+        if parent_table not in earlier:
+            continue  # a parent derived from this table later (e.g. users from wallets) cannot be missing
+        child = _qualified(spec.staging_schema, table.name)
+        parent_ref = _qualified(spec.staging_schema, parent_table)
+        missing = sql.SQL("{not_null} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {join})").format(
+            not_null=sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in columns),
+            parent=parent_ref,
+            join=sql.SQL(" AND ").join(
+                sql.SQL("p.{} = c.{}").format(sql.Identifier(p), sql.Identifier(c))
+                for c, p in zip(columns, parent_columns, strict=True)
+            ),
+        )
+        if on_delete == "n":
+            row_hash = sql_row_hash(table.columns)
+            before = conn.execute(
+                sql.SQL("SELECT count(*), coalesce(sum({}), 0) FROM {} c WHERE {}").format(row_hash, child, missing)
+            ).fetchone()
+            assert before is not None
+            if before[0] == 0:
+                continue
+            conn.execute(
+                sql.SQL("UPDATE {} c SET {} WHERE {}").format(
+                    child, sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(col)) for col in columns),
+                    missing,
+                )
+            )
+            # The rows changed are exactly those now NULL in these columns whose hash we recorded before.
+            after = conn.execute(
+                sql.SQL("SELECT coalesce(sum({}), 0) FROM {} c WHERE {} AND c._seq IS NOT NULL").format(
+                    row_hash, child,
+                    sql.SQL(" AND ").join(sql.SQL("c.{} IS NULL").format(sql.Identifier(c)) for c in columns),
+                )
+            ).fetchone()
+            conn.execute(
+                """INSERT INTO migration.adjustments (store, plan_id, table_name, reason, message, rows_changed,
+                   hash_delta) VALUES (%s, %s, %s, 'reference_set_null', %s, %s, %s)""",
+                (spec.name, plan_id, table.name,
+                 f"{', '.join(columns)} pointed to a missing {parent_table} row and was set NULL ({name})",
+                 before[0], before[1]),
+            )
+            conn.execute(
+                "UPDATE migration.adjustments SET hash_delta = hash_delta - %s WHERE store = %s AND plan_id = %s"
+                " AND table_name = %s AND reason = 'reference_set_null' AND message LIKE %s",
+                (after[0] if after else 0, spec.name, plan_id, table.name, f"%({name})"),
+            )
+            continue
+        delete = sql.SQL("DELETE FROM {} c WHERE {} RETURNING c.*").format(child, missing)
+        moved += _quarantine_removed(
+            conn, spec, table, plan_id, run_id, "orphan", delete,
+            sql.Literal(f"{', '.join(columns)} refers to a {parent_table} record that is missing or quarantined"),
+        )
+    return moved
+
+
+def finish_staged_tables(conn: psycopg.Connection, spec: StoreSpec, bookkeeping: Sequence[str]) -> None:
+    """Drop bookkeeping columns, then build the live tables' keys, checks, foreign keys, indexes and
+    triggers on the staged tables, and move identity sequences past the loaded ids."""
+    staging = spec.staging_schema
+    for table in spec.tables:
+        target = _qualified(staging, table.name)
+        for column in bookkeeping:
+            conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(target, sql.Identifier(column)))
+    for kinds in ("pu", "c", "f"):
+        for table in spec.tables:
+            for name, definition, *_ in _live_constraints(conn, spec, table.name, kinds):
+                _set_search_path(conn, staging)
+                conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                    _qualified(staging, table.name), sql.Identifier(name), sql.SQL(definition)))
+    for table in spec.tables:
+        _set_search_path(conn, spec.schema)
+        live = f"{spec.schema}.{table.name}"
+        rows = conn.execute(
+            """SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+               WHERE i.indrelid = %s::regclass
+                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""",
+            (live,),
+        ).fetchall()
+        triggers = conn.execute(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
+            (live,),
+        ).fetchall()
+        _set_search_path(conn, staging)
+        live_name, staging_name = conn.execute(
+            "SELECT quote_ident(%s), quote_ident(%s)", (spec.schema, staging)).fetchone() or ("", "")
+        for (definition,) in rows + triggers:
+            # The catalog qualifies the table with the live schema: point it at the staged table.
+            for on in (" ON ", " ON ONLY "):
+                definition = definition.replace(f"{on}{live_name}.", f"{on}{staging_name}.", 1)
+            conn.execute(sql.SQL(definition))
+        for (column,) in conn.execute(
+            """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attidentity <> ''""",
+            (f'"{staging}"."{table.name}"',),
+        ).fetchall():
+            conn.execute(
+                sql.SQL("SELECT setval(pg_get_serial_sequence({}, {}), coalesce(max({}), 0) + 1, false) FROM {}").format(
+                    sql.Literal(f'"{staging}"."{table.name}"'), sql.Literal(column), sql.Identifier(column),
+                    _qualified(staging, table.name),
+                )
+            )
+        conn.execute(sql.SQL("ANALYZE {}").format(_qualified(staging, table.name)))
+    conn.execute("SELECT set_config('search_path', 'public', true)")

@@ -1,0 +1,231 @@
+"""Wallet key cryptography: AES-256-CBC key encryption, secp256k1 address derivation, EIP-55.
+
+The legacy ``WalletStorageService`` (LEGACY_FORMATS.md, section 1) stores each private key as the
+hex of AES-256-CBC (PKCS#7) ciphertext of the UTF-8 string ``"0x" + 64 hex``, under the key
+SHA-256(``ENCRYPTION_SECRET``). This module holds the few functions the pipeline (and the data
+generator) need to produce and check such records. It is dagster-free and does no I/O.
+
+Nothing here ever puts key material, ciphertext or plaintext into an exception message: callers
+may print, log or store those messages as they are.
+
+All primitives come from maintained libraries: ``cryptography`` (AES, PKCS#7), ``coincurve``
+(libsecp256k1) and ``pycryptodome`` (Keccak-256, which is *not* NIST SHA3-256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Final, Literal
+
+from coincurve import PublicKey
+from Crypto.Hash import keccak
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+__all__ = [
+    "ADDRESS_RE",
+    "IV_RE",
+    "PRIVATE_KEY_RE",
+    "KeyDecryptError",
+    "VerifyReason",
+    "cipher_key",
+    "decrypt_private_key",
+    "derive_address",
+    "encrypt_private_key",
+    "has_valid_checksum",
+    "keccak256",
+    "to_checksum_address",
+    "verify_wallet_key",
+]
+
+ADDRESS_RE: Final[re.Pattern[str]] = re.compile(r"^0x[0-9a-fA-F]{40}$")
+"""An Ethereum address as stored: ``0x`` + 40 hex digits, any case (case is checked separately)."""
+
+IV_RE: Final[re.Pattern[str]] = re.compile(r"^[0-9a-fA-F]{32}$")
+"""An AES-CBC initialisation vector as stored: 16 bytes as 32 hex digits."""
+
+PRIVATE_KEY_RE: Final[re.Pattern[str]] = re.compile(r"^0x[0-9a-fA-F]{64}$")
+"""A decrypted private key: ``0x`` + 64 hex digits."""
+
+VerifyReason = Literal["decrypt_failed", "key_address_mismatch"]
+"""Reason codes returned by :func:`verify_wallet_key`."""
+
+_AES_BLOCK_BITS: Final = 128
+
+# `$` in ADDRESS_RE etc. also matches before a final "\n"; fullmatch-style checks use `\Z`.
+_ADDRESS_STRICT: Final = re.compile(r"0x[0-9a-fA-F]{40}\Z")
+_PRIVATE_KEY_STRICT: Final = re.compile(r"0x[0-9a-fA-F]{64}\Z")
+
+
+class KeyDecryptError(ValueError):
+    """A wallet key could not be decrypted.
+
+    The message says what went wrong in general terms only; it never contains the encryption
+    key, the secret, the IV, the ciphertext or any (partial) plaintext.
+    """
+
+
+def cipher_key(secret: str) -> bytes:
+    """Return the AES-256 key for ``secret``: SHA-256 of its UTF-8 bytes (32 bytes)."""
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def keccak256(data: bytes) -> bytes:
+    """Return the Keccak-256 digest (Ethereum's hash, not SHA3-256) of ``data``."""
+    return keccak.new(data=data, digest_bits=256).digest()
+
+
+def _aes_cbc(key: bytes, iv: bytes) -> Cipher[modes.CBC]:
+    return Cipher(algorithms.AES(key), modes.CBC(iv))
+
+
+def encrypt_private_key(private_key: str, key: bytes, iv: bytes) -> str:
+    """Encrypt ``private_key`` (``"0x"`` + 64 hex) the way the legacy app does.
+
+    Returns the hex of the AES-256-CBC ciphertext (PKCS#7 padded) of the UTF-8 bytes of the
+    whole ``"0x..."`` string. ``key`` must be 32 bytes (see :func:`cipher_key`), ``iv`` 16 bytes.
+
+    Raises:
+        ValueError: ``private_key`` is not ``"0x"`` + 64 hex, or key/iv have the wrong length.
+            The message does not contain the key.
+    """
+    if not _PRIVATE_KEY_STRICT.match(private_key):
+        raise ValueError("private key must be '0x' followed by 64 hex digits")
+    if len(key) != 32:
+        raise ValueError("AES-256 key must be 32 bytes")
+    if len(iv) != 16:
+        raise ValueError("IV must be 16 bytes")
+    padder = padding.PKCS7(_AES_BLOCK_BITS).padder()
+    padded = padder.update(private_key.encode("ascii")) + padder.finalize()
+    encryptor = _aes_cbc(key, iv).encryptor()
+    return (encryptor.update(padded) + encryptor.finalize()).hex()
+
+
+def _decrypt(ciphertext_hex: str, iv_hex: str, key: bytes) -> str:
+    """Decrypt and validate; raise :class:`KeyDecryptError` with a content-free message."""
+    if len(key) != 32:
+        raise KeyDecryptError("encryption key must be 32 bytes (SHA-256 of ENCRYPTION_SECRET)")
+    try:
+        iv = bytes.fromhex(iv_hex)
+    except (ValueError, TypeError):
+        raise KeyDecryptError("iv is not valid hex") from None
+    if len(iv) != 16:
+        raise KeyDecryptError("iv must be 16 bytes (32 hex digits)")
+    try:
+        ciphertext = bytes.fromhex(ciphertext_hex)
+    except (ValueError, TypeError):
+        raise KeyDecryptError("ciphertext is not valid hex") from None
+    if not ciphertext or len(ciphertext) % 16:
+        raise KeyDecryptError("ciphertext length is not a positive multiple of the AES block size")
+    decryptor = _aes_cbc(key, iv).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(_AES_BLOCK_BITS).unpadder()
+    try:
+        raw = unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise KeyDecryptError(
+            "padding invalid: wrong ENCRYPTION_SECRET or corrupt ciphertext"
+        ) from None
+    try:
+        plaintext = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyDecryptError(
+            "plaintext is not a private key: wrong ENCRYPTION_SECRET or corrupt ciphertext"
+        ) from None
+    if not _PRIVATE_KEY_STRICT.match(plaintext):
+        raise KeyDecryptError(
+            "plaintext is not a private key: wrong ENCRYPTION_SECRET or corrupt ciphertext"
+        )
+    return plaintext
+
+
+def decrypt_private_key(ciphertext_hex: str, iv_hex: str, key: bytes) -> str:
+    """Decrypt a stored wallet key and return the plaintext ``"0x"`` + 64 hex string.
+
+    Raises:
+        KeyDecryptError: bad hex, wrong lengths, invalid padding (typically a wrong
+            ``ENCRYPTION_SECRET``), or a plaintext that is not ``"0x"`` + 64 hex. The message
+            never contains key material, ciphertext or plaintext, and the exception is raised
+            without a chained cause (``from None``) so tracebacks do not carry it either.
+    """
+    return _decrypt(ciphertext_hex, iv_hex, key)
+
+
+def _address_bytes(private_key: str) -> bytes:
+    """Return the 20-byte address of ``private_key`` (``"0x"`` + 64 hex)."""
+    if not _PRIVATE_KEY_STRICT.match(private_key):
+        raise ValueError("private key must be '0x' followed by 64 hex digits")
+    try:
+        public = PublicKey.from_valid_secret(bytes.fromhex(private_key[2:]))
+    except ValueError:
+        # zero or >= the curve order; the message must not echo the key
+        raise ValueError("private key is not a valid secp256k1 scalar") from None
+    return keccak256(public.format(compressed=False)[1:])[-20:]
+
+
+def derive_address(private_key: str) -> str:
+    """Return the Ethereum address of ``private_key`` as ``"0x"`` + 40 lower-case hex.
+
+    The address is the last 20 bytes of Keccak-256 of the uncompressed secp256k1 public key
+    without its ``0x04`` prefix.
+
+    Raises:
+        ValueError: ``private_key`` is not ``"0x"`` + 64 hex or not a valid secp256k1 scalar
+            (0 or >= the curve order). The message does not contain the key.
+    """
+    return "0x" + _address_bytes(private_key).hex()
+
+
+def to_checksum_address(address: str) -> str:
+    """Return ``address`` in EIP-55 mixed-case checksum form.
+
+    Raises:
+        ValueError: ``address`` is not ``"0x"`` + 40 hex digits.
+    """
+    if not _ADDRESS_STRICT.match(address):
+        raise ValueError("address must be '0x' followed by 40 hex digits")
+    lower = address[2:].lower()
+    digest = keccak256(lower.encode("ascii")).hex()
+    return "0x" + "".join(
+        ch.upper() if ch > "9" and digest[i] >= "8" else ch for i, ch in enumerate(lower)
+    )
+
+
+def has_valid_checksum(address: str) -> bool:
+    """Tell whether ``address`` carries no checksum or a correct EIP-55 checksum.
+
+    True when the hex part is all lower case or all upper case (no checksum claimed), or when
+    its mixed case equals the EIP-55 form. False for a mixed-case address with a wrong checksum
+    and for anything that is not ``"0x"`` + 40 hex digits.
+    """
+    if not _ADDRESS_STRICT.match(address):
+        return False
+    body = address[2:]
+    if body == body.lower() or body == body.upper():
+        return True
+    return to_checksum_address(address) == address
+
+
+def verify_wallet_key(
+    ciphertext_hex: str, iv_hex: str, address: str, key: bytes
+) -> VerifyReason | None:
+    """Check that a stored key decrypts under ``key`` and derives ``address``.
+
+    Returns ``None`` when it does (address compared case-insensitively), otherwise a reason code:
+    ``"decrypt_failed"`` (bad hex, bad padding, plaintext not a private key) or
+    ``"key_address_mismatch"`` (decrypts, but to a key of another address, or to a value that is
+    not a valid secp256k1 scalar). Never raises for bad input and never returns key material.
+    Built to be called millions of times: no per-call imports, no exceptions on the happy path.
+    """
+    try:
+        plaintext = _decrypt(ciphertext_hex, iv_hex, key)
+    except KeyDecryptError:
+        return "decrypt_failed"
+    try:
+        derived = _address_bytes(plaintext).hex()
+    except ValueError:
+        return "key_address_mismatch"
+    if not isinstance(address, str) or address.lower() != "0x" + derived:
+        return "key_address_mismatch"
+    return None

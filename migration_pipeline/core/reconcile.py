@@ -1,0 +1,169 @@
+"""The blocking gates: row-count and checksum reconciliation, store gates and the GX suites.
+
+Every outcome is recorded in migration.check_results for the run; promotion reads them there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from migration_pipeline.core.rows import sql_row_hash
+from migration_pipeline.core.spec import StoreSpec
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def current_plan(conn: psycopg.Connection, store: str) -> tuple[str, str]:
+    row = conn.execute("SELECT plan_id, status FROM migration.staging WHERE store = %s", (store,)).fetchone()
+    if row is None:
+        raise LookupError(f"store {store} has not been staged")
+    return row[0], row[1]
+
+
+def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def table_counts(
+    conn: psycopg.Connection, spec: StoreSpec, plan_id: str, schema: str | None = None
+) -> dict[str, dict[str, int]]:
+    """Per table: source records seen, staged rows, quarantined records and the rows expected.
+
+    `schema` is where the plan's tables are now: the staging schema until promoted, then the live one."""
+    schema = schema or spec.staging_schema
+    seen = dict(conn.execute(
+        "SELECT table_name, sum(records_seen) FROM migration.unit_progress WHERE store = %s AND plan_id = %s"
+        " GROUP BY 1", (spec.name, plan_id)).fetchall())
+    quarantined = dict(conn.execute(
+        "SELECT table_name, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1",
+        (spec.name, plan_id)).fetchall())
+    counts: dict[str, dict[str, int]] = {}
+    for table in spec.tables:
+        staged = _count(conn, schema, table.name)
+        q = int(quarantined.get(table.name, 0))
+        if table.loaded:
+            source = int(seen.get(table.name, 0))
+            expected = source - q
+        else:
+            assert table.expected_rows_sql is not None
+            row = conn.execute(
+                sql.SQL(table.expected_rows_sql).format(schema=sql.Identifier(schema))
+            ).fetchone()
+            expected = int(row[0]) if row else 0
+            source = expected
+        counts[table.name] = {"source": source, "staged": staged, "quarantined": q, "expected": expected}
+    return counts
+
+
+def row_count_gate(counts: dict[str, dict[str, int]]) -> CheckOutcome:
+    bad = {t: c for t, c in counts.items() if c["staged"] != c["expected"]}
+    if bad:
+        text = "; ".join(f"{t}: {c['source']} source ≠ {c['staged']} staged + {c['quarantined']} quarantined"
+                         for t, c in bad.items())
+        return CheckOutcome("row_count_reconciliation", False, text, {"tables": counts})
+    total = sum(c["staged"] for c in counts.values())
+    return CheckOutcome(
+        "row_count_reconciliation", True,
+        f"source = staged + quarantined for all {len(counts)} tables ({total} rows staged)", {"tables": counts},
+    )
+
+
+def checksum_gate(conn: psycopg.Connection, spec: StoreSpec, plan_id: str) -> CheckOutcome:
+    """Sum of row hashes computed while reading = the same sum over staged rows in SQL, plus rows the
+    engine moved to the quarantine after loading, plus recorded adjustments."""
+    per_table: dict[str, dict[str, str]] = {}
+    mismatched = []
+    for table in (t for t in spec.tables if t.loaded):
+        source_row = conn.execute(
+            "SELECT coalesce(sum(row_hash_sum), 0) FROM migration.unit_progress"
+            " WHERE store = %s AND plan_id = %s AND table_name = %s", (spec.name, plan_id, table.name)).fetchone()
+        staged_row = conn.execute(
+            sql.SQL("SELECT coalesce(sum({}), 0) FROM {}.{}").format(
+                sql_row_hash(table.columns), sql.Identifier(spec.staging_schema), sql.Identifier(table.name))
+        ).fetchone()
+        moved_row = conn.execute(
+            "SELECT coalesce(sum(row_hash), 0) FROM migration.quarantine"
+            " WHERE store = %s AND plan_id = %s AND table_name = %s AND row_hash IS NOT NULL",
+            (spec.name, plan_id, table.name)).fetchone()
+        adjusted_row = conn.execute(
+            "SELECT coalesce(sum(hash_delta), 0) FROM migration.adjustments"
+            " WHERE store = %s AND plan_id = %s AND table_name = %s", (spec.name, plan_id, table.name)).fetchone()
+        assert source_row and staged_row and moved_row and adjusted_row
+        source, staged = int(source_row[0]), int(staged_row[0])
+        target = staged + int(moved_row[0]) + int(adjusted_row[0])
+        per_table[table.name] = {"source": _short(source), "target": _short(target)}
+        if source != target:
+            mismatched.append(table.name)
+    if mismatched:
+        return CheckOutcome("checksum_reconciliation", False,
+                            f"checksum differs for {', '.join(mismatched)}", {"tables": per_table})
+    return CheckOutcome("checksum_reconciliation", True,
+                        f"order-independent checksums match for {len(per_table)} loaded tables", {"tables": per_table})
+
+
+def _short(value: int) -> str:
+    """A checksum sum as 16 hex digits (mod 2^64), the form shown to reviewers."""
+    return f"{value % (1 << 64):016x}"
+
+
+def evaluate_gates(
+    conn: psycopg.Connection, database_url: str, spec: StoreSpec, run_id: str, docs_dir: Path
+) -> list[CheckOutcome]:
+    """Run every gate of the store's current staged plan and record the outcomes."""
+    from migration_pipeline.quality.gx import run_suites
+
+    plan_id, status = current_plan(conn, spec.name)
+    if status != "staged":
+        outcome = CheckOutcome("staging_complete", False, f"staging is {status}, not staged: run the load first")
+        return record_outcomes(conn, spec.name, plan_id, run_id, [outcome])
+    counts = table_counts(conn, spec, plan_id)
+    outcomes = [row_count_gate(counts), checksum_gate(conn, spec, plan_id)]
+    for gate in spec.gates:
+        passed, summary, details = gate.evaluate(conn, spec.name, plan_id)
+        outcomes.append(CheckOutcome(gate.name, passed, summary, details))
+    suites = run_suites(database_url, spec, {t: c["expected"] for t, c in counts.items()}, docs_dir)
+    for table in spec.tables:
+        suite = suites[table.name]
+        failures = "; ".join(f"{f['expectation']}({f['column']}): {f['unexpected']}" for f in suite.failed)
+        outcomes.append(CheckOutcome(
+            gx_check_name(table.name), suite.passed,
+            f"{suite.evaluated} expectations passed" if suite.passed else f"failed: {failures}",
+            {"evaluated": suite.evaluated, "failed": list(suite.failed),
+             "data_docs": str(suite.docs_index) if suite.docs_index else ""},
+        ))
+    return record_outcomes(conn, spec.name, plan_id, run_id, outcomes)
+
+
+def gx_check_name(table: str) -> str:
+    return f"gx_suite_{table}"
+
+
+def record_outcomes(
+    conn: psycopg.Connection, store: str, plan_id: str, run_id: str, outcomes: list[CheckOutcome]
+) -> list[CheckOutcome]:
+    for o in outcomes:
+        conn.execute(
+            """INSERT INTO migration.check_results (run_id, store, plan_id, check_name, passed, summary, details)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (run_id, store, check_name) DO UPDATE SET passed = EXCLUDED.passed,
+                 summary = EXCLUDED.summary, details = EXCLUDED.details, plan_id = EXCLUDED.plan_id,
+                 checked_at = now()""",
+            (run_id, store, plan_id, o.name, o.passed, o.summary, Jsonb(o.details)),
+        )
+    conn.commit()
+    return outcomes

@@ -1,0 +1,167 @@
+"""What a store declares: its tables, how it splits into units of work, and how a unit is read.
+
+A store module builds a `StoreSpec`; the engine (`core.stage`), the gates (`core.reconcile`,
+`quality`) and the Dagster factory (`stores.factory`) need nothing else from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+ColumnKind = Literal["int", "numeric", "text", "bool", "timestamptz", "date", "uuid", "text[]", "jsonb"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    kind: ColumnKind
+    secret: bool = False  # never shown in expectations' samples, reports or metadata
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """A Great Expectations 1.x expectation as plain data (class name and keyword arguments)."""
+
+    type: str
+    kwargs: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A target table. Loaded tables are written by COPY from `columns`; derived tables by SQL."""
+
+    name: str
+    description: str
+    columns: tuple[Column, ...] = ()
+    # Natural key: a second record with the same key is moved to the quarantine (duplicate_key).
+    unique_key: tuple[str, ...] = ()
+    # Case-insensitive unique columns (e.g. email): later duplicates are quarantined too.
+    unique_ci: tuple[str, ...] = ()
+    # For derived tables: SQL that fills it from staged tables ({schema} is the staging schema),
+    # and SQL giving the row count it must have.
+    derive_sql: str | None = None
+    expected_rows_sql: str | None = None
+    expectations: tuple[Expectation, ...] = ()
+
+    @property
+    def loaded(self) -> bool:
+        return self.derive_sql is None
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A source record that did not become a row: where it was and why."""
+
+    table: str
+    source_file: str
+    locator: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Flagged:
+    """A record that was loaded but must block promotion."""
+
+    table: str
+    source_file: str
+    locator: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    path: str  # relative to the store folder, POSIX separators
+    size_bytes: int
+    sha256: str
+    mapped: bool
+
+
+@dataclass(slots=True)
+class Batch:
+    """What reading part of a unit produced. Rows are tuples in the table's column order."""
+
+    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    flagged: list[Flagged] = field(default_factory=list)
+    manifest: list[ManifestEntry] = field(default_factory=list)
+
+    def add_row(self, table: str, row: tuple[Any, ...]) -> None:
+        self.rows.setdefault(table, []).append(row)
+        self.seen[table] = self.seen.get(table, 0) + 1
+
+    def quarantine(self, table: str, source_file: str, locator: str, reason: str, message: str) -> None:
+        self.quarantined.append(Quarantined(table, source_file, locator, reason, message))
+        self.seen[table] = self.seen.get(table, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A slice of a store that is read, loaded and committed as one (the resume granularity)."""
+
+    number: int
+    payload: Any  # store-specific, picklable (e.g. a list of file names and the first sequence number)
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    units: tuple[Unit, ...]
+    unmapped: tuple[str, ...]  # paths relative to the store folder
+    fingerprint: str           # changes whenever any source file is added, removed or changed
+
+
+@dataclass(frozen=True, slots=True)
+class ReadContext:
+    store_dir: Path
+    secret: str | None
+
+
+class UnitReader(Protocol):
+    def __call__(self, unit: Unit, context: ReadContext) -> Iterator[Batch]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A store-specific blocking check computed in SQL by `sql` returning (passed, summary, details)."""
+
+    name: str
+    description: str
+    evaluate: Callable[[Any, str, str], tuple[bool, str, dict[str, Any]]]  # (conn, store, plan_id)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSpec:
+    name: str
+    description: str
+    folder: str                         # relative to the source root
+    tables: tuple[TableSpec, ...]       # in load order: parents before children
+    discover: Callable[[Path], Discovery]
+    read_unit: UnitReader
+    parallel: bool                      # units are independent: read them in a process pool
+    needs_secret: bool = False
+    post_load_sql: tuple[str, ...] = ()  # run after every unit is loaded, before derived tables
+    gates: tuple[Gate, ...] = ()
+    source_files: Sequence[str] = ()    # human description of mapped files, for the README/report
+
+    @property
+    def schema(self) -> str:
+        return self.name
+
+    @property
+    def staging_schema(self) -> str:
+        return f"{self.name}__staging"
+
+    @property
+    def previous_schema(self) -> str:
+        return f"{self.name}__previous"
+
+    def table(self, name: str) -> TableSpec:
+        return next(t for t in self.tables if t.name == name)

@@ -1,0 +1,320 @@
+"""Stream a store into its staging schema: read units (in parallel where they are independent),
+COPY each unit with its bookkeeping in one transaction, then finish the staged tables in SQL.
+
+A crashed run leaves committed units behind; the next run with the same source fingerprint
+resumes after them, so nothing is read twice into the staging tables and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from migration_pipeline.core import ddl
+from migration_pipeline.core.database import connect
+from migration_pipeline.core.rows import RowEncoder
+from migration_pipeline.core.spec import Batch, ReadContext, StoreSpec, TableSpec, Unit
+
+BOOKKEEPING = ("_source_file", "_locator", "_seq")
+
+
+@dataclass
+class StageSummary:
+    store: str
+    plan_id: str
+    run_id: str
+    resumed_units: int
+    units: int
+    files_mapped: int
+    files_unmapped: int
+    seen: dict[str, int] = field(default_factory=dict)
+    staged: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    flagged: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def stage_store(
+    database_url: str,
+    spec: StoreSpec,
+    source_root: Path,
+    run_id: str,
+    secret: str | None,
+    workers: int = 2,
+) -> StageSummary:
+    """Load `spec`'s store under `source_root` into `<store>__staging`, resuming a crashed attempt."""
+    store_dir = source_root / spec.folder
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    discovery = spec.discover(store_dir)
+    timings["discover"] = time.perf_counter() - started
+
+    with connect(database_url) as conn:
+        plan_id, done_units = _begin_plan(conn, spec, discovery.fingerprint, len(discovery.units), run_id)
+        if not done_units:
+            _record_unmapped(conn, spec, plan_id, store_dir, discovery.unmapped)
+        conn.commit()
+
+    started = time.perf_counter()
+    todo = [u for u in discovery.units if u.number not in done_units]
+    context = ReadContext(store_dir=store_dir, secret=secret)
+    if spec.parallel and workers > 1 and len(todo) > 1:
+        _load_parallel(database_url, spec.name, plan_id, run_id, todo, context, workers)
+    else:
+        with connect(database_url) as conn:
+            for unit in todo:
+                load_unit(conn, spec, plan_id, run_id, unit, context)
+    timings["read_and_copy"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    with connect(database_url) as conn:
+        finish_staging(conn, spec, plan_id, run_id)
+        conn.commit()
+        summary = summarize(conn, spec, plan_id, run_id)
+    timings["finish_sql"] = time.perf_counter() - started
+    summary.resumed_units = len(done_units)
+    summary.seconds = timings
+    return summary
+
+
+def _begin_plan(
+    conn: psycopg.Connection, spec: StoreSpec, fingerprint: str, units_total: int, run_id: str
+) -> tuple[str, set[int]]:
+    row = conn.execute(
+        "SELECT plan_id, fingerprint, status FROM migration.staging WHERE store = %s FOR UPDATE", (spec.name,)
+    ).fetchone()
+    if row and row[2] == "loading" and row[1] == fingerprint:
+        plan_id = row[0]
+        done = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT unit_no FROM migration.unit_progress WHERE store = %s AND plan_id = %s",
+                (spec.name, plan_id),
+            )
+        }
+        conn.execute("UPDATE migration.staging SET run_id = %s WHERE store = %s", (run_id, spec.name))
+        return plan_id, done
+
+    plan_id = uuid.uuid4().hex[:16]
+    ddl.create_staging_tables(conn, spec, BOOKKEEPING)
+    for table in ("unit_progress", "source_manifest", "flagged_records"):
+        conn.execute(
+            sql.SQL("DELETE FROM migration.{} WHERE store = %s AND plan_id <> ALL(%s)").format(sql.Identifier(table)),
+            (spec.name, _kept_plans(conn, spec.name)),
+        )
+    conn.execute(
+        """INSERT INTO migration.staging (store, plan_id, fingerprint, status, run_id, units_total)
+           VALUES (%s, %s, %s, 'loading', %s, %s)
+           ON CONFLICT (store) DO UPDATE SET plan_id = EXCLUDED.plan_id, fingerprint = EXCLUDED.fingerprint,
+             status = 'loading', run_id = EXCLUDED.run_id, units_total = EXCLUDED.units_total,
+             started_at = now(), staged_at = NULL""",
+        (spec.name, plan_id, fingerprint, run_id, units_total),
+    )
+    return plan_id, set()
+
+
+def _kept_plans(conn: psycopg.Connection, store: str) -> list[str]:
+    """Plans whose bookkeeping is still needed: the live version's (for its report and rollback)."""
+    rows = conn.execute("SELECT plan_id FROM migration.store_phase WHERE store = %s AND plan_id IS NOT NULL", (store,))
+    return [r[0] for r in rows]
+
+
+def _record_unmapped(
+    conn: psycopg.Connection, spec: StoreSpec, plan_id: str, store_dir: Path, unmapped: Iterable[str]
+) -> None:
+    from migration_pipeline.core.manifest import describe_file
+
+    entries = [describe_file(store_dir, rel, mapped=False) for rel in unmapped]
+    _copy_manifest(conn, spec.name, plan_id, entries)
+
+
+def _copy_manifest(conn: psycopg.Connection, store: str, plan_id: str, entries: Iterable[Any]) -> None:
+    with conn.cursor().copy(
+        "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status) FROM STDIN"
+    ) as copy:
+        for e in entries:
+            copy.write_row((store, plan_id, e.path, e.size_bytes, e.sha256, "mapped" if e.mapped else "unmapped"))
+
+
+# --- one unit -------------------------------------------------------------------------------------
+
+_ENCODERS: dict[tuple[str, str], RowEncoder] = {}
+
+
+def _encoder(spec: StoreSpec, table: TableSpec) -> RowEncoder:
+    key = (spec.name, table.name)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = RowEncoder(table.columns)
+    return _ENCODERS[key]
+
+
+def load_unit(
+    conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str, unit: Unit, context: ReadContext
+) -> dict[str, int]:
+    """Read one unit and commit its rows, quarantine, flags, manifest and progress atomically."""
+    seen: dict[str, int] = {t.name: 0 for t in spec.tables if t.loaded}
+    emitted: dict[str, int] = dict.fromkeys(seen, 0)
+    hash_sums: dict[str, int] = dict.fromkeys(seen, 0)
+    with conn.transaction():
+        cur = conn.cursor()
+        for batch in spec.read_unit(unit, context):
+            for table_name, rows in batch.rows.items():
+                table = spec.table(table_name)
+                encoder = _encoder(spec, table)
+                buffer = io.StringIO()
+                total = 0
+                for row in rows:
+                    values = row[: encoder.width]
+                    total += encoder.row_hash(values)
+                    buffer.write(encoder.copy_line(values, row[encoder.width :]))
+                columns = [c.name for c in table.columns] + list(BOOKKEEPING)
+                with cur.copy(
+                    sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
+                        sql.Identifier(spec.staging_schema),
+                        sql.Identifier(table_name),
+                        sql.SQL(", ").join(map(sql.Identifier, columns)),
+                    )
+                ) as copy:
+                    copy.write(buffer.getvalue())
+                emitted[table_name] += len(rows)
+                hash_sums[table_name] += total
+            for table_name, count in batch.seen.items():
+                seen[table_name] += count
+            _write_side_records(cur, spec.name, plan_id, run_id, batch)
+        with cur.copy(
+            "COPY migration.unit_progress (store, plan_id, unit_no, table_name, records_seen, rows_emitted,"
+            " row_hash_sum, run_id) FROM STDIN"
+        ) as copy:
+            for table_name in seen:
+                copy.write_row(
+                    (spec.name, plan_id, unit.number, table_name, seen[table_name], emitted[table_name],
+                     hash_sums[table_name], run_id)
+                )
+    return seen
+
+
+def _write_side_records(cur: psycopg.Cursor, store: str, plan_id: str, run_id: str, batch: Batch) -> None:
+    if batch.quarantined:
+        with cur.copy(
+            "COPY migration.quarantine (store, plan_id, run_id, table_name, source_file, locator, reason, message)"
+            " FROM STDIN"
+        ) as copy:
+            for q in batch.quarantined:
+                copy.write_row((store, plan_id, run_id, q.table, q.source_file, q.locator, q.reason, q.message))
+    if batch.flagged:
+        with cur.copy(
+            "COPY migration.flagged_records (store, plan_id, table_name, source_file, locator, reason, message)"
+            " FROM STDIN"
+        ) as copy:
+            for f in batch.flagged:
+                copy.write_row((store, plan_id, f.table, f.source_file, f.locator, f.reason, f.message))
+    if batch.manifest:
+        with cur.copy(
+            "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status) FROM STDIN"
+        ) as copy:
+            for e in batch.manifest:
+                copy.write_row((store, plan_id, e.path, e.size_bytes, e.sha256, "mapped" if e.mapped else "unmapped"))
+
+
+# --- the process pool -------------------------------------------------------------------------------
+
+_WORKER_CONN: psycopg.Connection | None = None
+_WORKER_URL: str | None = None
+
+
+def _worker_init(database_url: str) -> None:
+    global _WORKER_URL
+    _WORKER_URL = database_url
+
+
+def _worker_load(store: str, plan_id: str, run_id: str, unit: Unit, context: ReadContext) -> int:
+    global _WORKER_CONN
+    from migration_pipeline.stores.registry import get_store
+
+    if _WORKER_CONN is None or _WORKER_CONN.closed:
+        assert _WORKER_URL is not None
+        _WORKER_CONN = connect(_WORKER_URL)
+    load_unit(_WORKER_CONN, get_store(store), plan_id, run_id, unit, context)
+    return unit.number
+
+
+def _load_parallel(
+    database_url: str, store: str, plan_id: str, run_id: str, units: list[Unit], context: ReadContext, workers: int
+) -> None:
+    # spawn: the parent may be a threaded Dagster process, where fork is unsafe.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(database_url,)) as pool:
+        pending: set[Future[int]] = set()
+        queue: Iterator[Unit] = iter(units)
+        for unit in queue:
+            pending.add(pool.submit(_worker_load, store, plan_id, run_id, unit, context))
+            if len(pending) >= workers * 3:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    f.result()
+        for f in pending:
+            f.result()
+
+
+# --- finishing in SQL ----------------------------------------------------------------------------------
+
+
+def finish_staging(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str) -> None:
+    """Dedupe, quarantine constraint violations and orphans, derive tables, then index the staged tables."""
+    staging = spec.staging_schema
+    for statement in spec.post_load_sql:
+        conn.execute(sql.SQL(statement).format(schema=sql.Identifier(staging)))
+    position = {t.name: i for i, t in enumerate(spec.tables)}
+    for table in spec.tables:
+        if not table.loaded:
+            assert table.derive_sql is not None
+            conn.execute(sql.SQL(table.derive_sql).format(schema=sql.Identifier(staging), run_id=sql.Literal(run_id)))
+            continue
+        ddl.quarantine_duplicates(conn, spec, table, plan_id, run_id)
+        ddl.quarantine_check_violations(conn, spec, table, plan_id, run_id)
+        ddl.resolve_orphans(conn, spec, table, plan_id, run_id, earlier={n for n, p in position.items()
+                                                                         if p < position[table.name]})
+    ddl.finish_staged_tables(conn, spec, BOOKKEEPING)
+    conn.execute(
+        "UPDATE migration.staging SET status = 'staged', staged_at = now(), run_id = %s WHERE store = %s",
+        (run_id, spec.name),
+    )
+
+
+def summarize(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str) -> StageSummary:
+    """Counts of the current plan, read back from the database."""
+    seen = dict(conn.execute(
+        "SELECT table_name, sum(records_seen)::bigint FROM migration.unit_progress"
+        " WHERE store = %s AND plan_id = %s GROUP BY 1", (spec.name, plan_id)).fetchall())
+    quarantined = dict(conn.execute(
+        "SELECT reason, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1",
+        (spec.name, plan_id)).fetchall())
+    manifest = dict(conn.execute(
+        "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
+        (spec.name, plan_id)).fetchall())
+    staged = {
+        t.name: conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(spec.staging_schema), sql.Identifier(t.name))
+        ).fetchone()[0]  # type: ignore[index]
+        for t in spec.tables
+    }
+    flagged = conn.execute(
+        "SELECT count(*) FROM migration.flagged_records WHERE store = %s AND plan_id = %s", (spec.name, plan_id)
+    ).fetchone()[0]  # type: ignore[index]
+    units = conn.execute("SELECT units_total FROM migration.staging WHERE store = %s", (spec.name,)).fetchone()[0]  # type: ignore[index]
+    return StageSummary(
+        store=spec.name, plan_id=plan_id, run_id=run_id, resumed_units=0, units=units,
+        files_mapped=manifest.get("mapped", 0), files_unmapped=manifest.get("unmapped", 0),
+        seen={k: int(v) for k, v in seen.items()}, staged=staged, quarantined=quarantined, flagged=flagged,
+    )

@@ -1,0 +1,303 @@
+"""What is special about the wallet store: its file names, its record rules and its key gate.
+
+`storage/wallets/wallet_<fid>_<chain>.json`, one object per file (LEGACY_FORMATS section 1).
+Files are read in sorted name order; a file's position in that order is its wallet id, so that
+ids are the same on every run and units can be read in parallel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_key
+from migration_pipeline.core.manifest import walk_files
+from migration_pipeline.core.spec import (
+    Batch,
+    Column,
+    Discovery,
+    Expectation,
+    Flagged,
+    Gate,
+    ManifestEntry,
+    ReadContext,
+    StoreSpec,
+    TableSpec,
+    Unit,
+)
+from migration_pipeline.core.timestamps import InvalidTimestamp, parse_timestamp
+
+WALLET_DIR = "storage/wallets"
+FILE_NAME = re.compile(r"wallet_(\d+)_([a-z0-9][a-z0-9-]*)\.json")
+UNIT_SIZE = 2000
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_BOM = b"\xef\xbb\xbf"
+KNOWN_KEYS = frozenset({"fid", "address", "encryptedPrivateKey", "iv", "chain", "createdAt"})
+
+WALLET_COLUMNS = (
+    Column("id", "int"),
+    Column("fid", "int"),
+    Column("address", "text"),
+    Column("encrypted_private_key", "text", secret=True),
+    Column("iv", "text"),
+    Column("chain", "text"),
+    Column("wallet_type", "text"),
+    Column("created_at", "timestamptz"),
+    Column("updated_at", "timestamptz"),
+)
+
+
+def discover(store_dir: Path) -> Discovery:
+    """Sorted wallet files in units of UNIT_SIZE; everything else under the store is unmapped."""
+    wallet_dir = store_dir / WALLET_DIR
+    names = sorted(e.name for e in os.scandir(wallet_dir) if e.is_file()) if wallet_dir.is_dir() else []
+    mapped = [n for n in names if FILE_NAME.fullmatch(n)]
+    unmapped = [f"{WALLET_DIR}/{n}" for n in names if not FILE_NAME.fullmatch(n)]
+    unmapped += [p for p in walk_files(store_dir) if not p.startswith(WALLET_DIR + "/")]
+    units = tuple(
+        Unit(number=i // UNIT_SIZE, payload=(i + 1, tuple(mapped[i : i + UNIT_SIZE])))
+        for i in range(0, len(mapped), UNIT_SIZE)
+    )
+    fingerprint = hashlib.sha256("\n".join(names).encode()).hexdigest()
+    return Discovery(units=units, unmapped=tuple(sorted(unmapped)), fingerprint=fingerprint)
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
+    first_seq, names = unit.payload
+    key = cipher_key(context.secret) if context.secret is not None else None
+    wallet_dir = context.store_dir / WALLET_DIR
+    batch = Batch()
+    for offset, name in enumerate(names):
+        path = wallet_dir / name
+        relative = f"{WALLET_DIR}/{name}"
+        with open(path, "rb") as handle:
+            data = handle.read()
+        batch.manifest.append(ManifestEntry(relative, len(data), hashlib.sha256(data).hexdigest(), True))
+        try:
+            row, flag = normalize_wallet(name, data, first_seq + offset, key, lambda p=path: os.stat(p).st_mtime)
+        except _Reject as reject:
+            batch.quarantine("wallets", relative, "file", reject.reason, reject.message)
+            continue
+        batch.add_row("wallets", (*row, relative, "file", first_seq + offset))
+        if flag:
+            batch.flagged.append(Flagged("wallets", relative, "file", flag, _FLAG_MESSAGES[flag]))
+    yield batch
+
+
+_FLAG_MESSAGES = {
+    "decrypt_failed": "the key does not decrypt with ENCRYPTION_SECRET (wrong secret or corrupt ciphertext)",
+    "key_address_mismatch": "the decrypted key derives a different address than the one stored",
+}
+
+
+def normalize_wallet(
+    name: str, data: bytes, wallet_id: int, key: bytes | None, mtime: Any
+) -> tuple[tuple[Any, ...], str | None]:
+    """One wallet file → (row in WALLET_COLUMNS order, flag reason or None); raises _Reject."""
+    match = FILE_NAME.fullmatch(name)
+    assert match is not None
+    name_fid, chain = int(match.group(1)), match.group(2)
+    body = data.removeprefix(_BOM).strip()
+    if not body:
+        raise _Reject("empty_file", "the file is empty")
+    try:
+        record = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _Reject("invalid_json", f"not valid JSON ({str(exc).split(':')[0]})") from None
+    if not isinstance(record, dict):
+        raise _Reject("not_an_object", f"the file holds a JSON {type(record).__name__}, not an object")
+
+    if name_fid <= 0:
+        raise _Reject("invalid_fid", "the fid in the file name is not a positive integer")
+    fid = record.get("fid")
+    if fid is not None:
+        if isinstance(fid, str) and fid.strip().isdigit():
+            fid = int(fid)
+        if not isinstance(fid, int) or isinstance(fid, bool):
+            raise _Reject("invalid_fid", "fid inside the file is not an integer")
+        if fid != name_fid:
+            raise _Reject("fid_mismatch", f"fid {fid} inside the file differs from fid {name_fid} in its name")
+    content_chain = record.get("chain")
+    if content_chain not in (None, chain):
+        raise _Reject("chain_mismatch", f"chain {content_chain!r} inside the file differs from {chain!r} in its name")
+
+    address = record.get("address")
+    if not isinstance(address, str) or not ADDRESS_RE.fullmatch(address):
+        raise _Reject("invalid_address", "address is not 0x followed by 40 hex characters")
+    if not has_valid_checksum(address):
+        raise _Reject("bad_checksum", "mixed-case address fails its EIP-55 checksum (corrupted)")
+
+    ciphertext = record.get("encryptedPrivateKey")
+    iv = record.get("iv")
+    flag = None
+    if ciphertext in (None, ""):
+        if chain == "ethereum":
+            raise _Reject("missing_key", "an ethereum (trading) wallet has no encryptedPrivateKey")
+        ciphertext = iv = None
+    else:
+        if not isinstance(ciphertext, str) or len(ciphertext) % 32 or not _HEX.fullmatch(ciphertext):
+            raise _Reject("invalid_ciphertext", "encryptedPrivateKey is not hex of whole AES blocks")
+        if not isinstance(iv, str) or not IV_RE.fullmatch(iv):
+            raise _Reject("invalid_iv", "iv is not 16 bytes as 32 hex characters")
+        if key is not None:
+            flag = verify_wallet_key(ciphertext, iv, address, key)
+
+    raw_created = record.get("createdAt")
+    try:
+        created_at = (
+            datetime.fromtimestamp(mtime(), tz=UTC) if raw_created in (None, "") else parse_timestamp(raw_created)
+        )
+    except InvalidTimestamp as exc:
+        raise _Reject("invalid_timestamp", f"createdAt: {exc}") from None
+
+    wallet_type = "trading" if chain == "ethereum" else chain
+    return (wallet_id, name_fid, address, ciphertext, iv, chain, wallet_type, created_at, created_at), flag
+
+
+def _key_verification(conn: psycopg.Connection, store: str, plan_id: str) -> tuple[bool, str, dict[str, Any]]:
+    rows = conn.execute(
+        """SELECT reason, count(*), (array_agg(source_file ORDER BY source_file))[1:20]
+           FROM migration.flagged_records WHERE store = %s AND plan_id = %s GROUP BY reason ORDER BY reason""",
+        (store, plan_id),
+    ).fetchall()
+    with_key = conn.execute(
+        'SELECT count(*) FROM "wallet__staging".wallets WHERE encrypted_private_key IS NOT NULL'
+    ).fetchone()
+    checked = with_key[0] if with_key else 0
+    if not rows:
+        return True, f"all {checked} keys decrypt and derive their stored address", {"keys_verified": checked}
+    failing = sum(r[1] for r in rows)
+    details = {"keys_checked": checked, "failing": failing, "by_reason": {r[0]: r[1] for r in rows},
+               "files": sorted({f for r in rows for f in r[2]})}
+    reasons = ", ".join(f"{r[1]} {r[0]}" for r in rows)
+    return False, f"{failing} of {checked} wallet keys fail verification ({reasons})", details
+
+
+def _rows(table: str) -> Expectation:
+    return Expectation("ExpectTableRowCountToEqual", {"value": "$expected_rows"})
+
+
+def _not_null(*columns: str) -> tuple[Expectation, ...]:
+    return tuple(Expectation("ExpectColumnValuesToNotBeNull", {"column": c}) for c in columns)
+
+
+def _orphans(child_column: str, parent: str, parent_column: str) -> Expectation:
+    # GX substitutes {batch} with an aliased subquery, so the batch is wrapped once more to name it.
+    return Expectation(
+        "UnexpectedRowsExpectation",
+        {
+            "description": f"every {child_column} has its {parent} row",
+            "unexpected_rows_query": (
+                f"SELECT c.ref FROM (SELECT {child_column} AS ref FROM {{batch}}) c WHERE c.ref IS NOT NULL"
+                f" AND NOT EXISTS (SELECT 1 FROM $schema.{parent} p WHERE p.{parent_column} = c.ref)"
+            ),
+        },
+    )
+
+
+WALLET_STORE = StoreSpec(
+    name="wallet",
+    description="Per-user wallet files with AES-encrypted private keys (seeds 000, 001).",
+    folder="wallet",
+    tables=(
+        TableSpec(
+            name="wallets",
+            description="One row per wallet file: address, encrypted key and iv as stored, chain and type.",
+            columns=WALLET_COLUMNS,
+            unique_key=("fid", "chain"),
+            expectations=(
+                _rows("wallets"),
+                *_not_null("id", "fid", "address", "chain", "wallet_type", "created_at"),
+                Expectation("ExpectColumnValuesToMatchRegex", {"column": "address", "regex": "^0x[0-9a-fA-F]{40}$"}),
+                Expectation("ExpectColumnValuesToMatchRegex", {"column": "iv", "regex": "^[0-9a-fA-F]{32}$"}),
+                Expectation("ExpectColumnValuesToBeUnique", {"column": "id"}),
+                Expectation("ExpectCompoundColumnsToBeUnique", {"column_list": ["fid", "chain"]}),
+                Expectation("ExpectColumnValuesToBeBetween", {"column": "fid", "min_value": 1}),
+                Expectation(
+                    "UnexpectedRowsExpectation",
+                    {
+                        "description": "wallet_type is 'trading' for ethereum, else the chain name",
+                        "unexpected_rows_query": "SELECT id, fid, chain, wallet_type FROM {batch} WHERE wallet_type"
+                        " <> CASE WHEN chain = 'ethereum' THEN 'trading' ELSE chain END",
+                    },
+                ),
+                Expectation(
+                    "UnexpectedRowsExpectation",
+                    {
+                        "description": "a key always comes with its iv, and every ethereum wallet has a key",
+                        "unexpected_rows_query": "SELECT id, fid, chain FROM {batch} WHERE"
+                        " (encrypted_private_key IS NULL) <> (iv IS NULL)"
+                        " OR (chain = 'ethereum' AND encrypted_private_key IS NULL)",
+                    },
+                ),
+            ),
+        ),
+        TableSpec(
+            name="users",
+            description="One row per distinct fid among the loaded wallets; created_at is its oldest wallet's.",
+            derive_sql="INSERT INTO {schema}.users (fid, created_at, updated_at)"
+            " SELECT fid, min(created_at), min(created_at) FROM {schema}.wallets GROUP BY fid ORDER BY fid",
+            expected_rows_sql="SELECT count(DISTINCT fid) FROM {schema}.wallets",
+            expectations=(
+                _rows("users"),
+                *_not_null("id", "fid", "created_at"),
+                Expectation("ExpectColumnValuesToBeUnique", {"column": "fid"}),
+                Expectation("ExpectColumnValuesToBeBetween", {"column": "fid", "min_value": 1}),
+            ),
+        ),
+        TableSpec(
+            name="wallet_metadata",
+            description="One row of analytics defaults per wallet (seed 000).",
+            derive_sql="INSERT INTO {schema}.wallet_metadata (wallet_id) SELECT id FROM {schema}.wallets ORDER BY id",
+            expected_rows_sql="SELECT count(*) FROM {schema}.wallets",
+            expectations=(
+                _rows("wallet_metadata"),
+                *_not_null("wallet_id"),
+                Expectation("ExpectColumnValuesToBeUnique", {"column": "wallet_id"}),
+                _orphans("wallet_id", "wallets", "id"),
+            ),
+        ),
+        TableSpec(
+            name="wallet_audit_log",
+            description="One 'migrated' row per wallet; accessed_by is the Dagster run id that loaded it.",
+            derive_sql="INSERT INTO {schema}.wallet_audit_log (wallet_id, action, accessed_by)"
+            " SELECT id, 'migrated', {run_id} FROM {schema}.wallets ORDER BY id",
+            expected_rows_sql="SELECT count(*) FROM {schema}.wallets",
+            expectations=(
+                _rows("wallet_audit_log"),
+                *_not_null("wallet_id", "accessed_by"),
+                Expectation("ExpectColumnValuesToBeInSet", {"column": "action", "value_set": ["migrated"]}),
+                Expectation("ExpectColumnValuesToBeUnique", {"column": "wallet_id"}),
+                _orphans("wallet_id", "wallets", "id"),
+            ),
+        ),
+    ),
+    discover=discover,
+    read_unit=read_unit,
+    parallel=True,
+    needs_secret=True,
+    gates=(
+        Gate(
+            name="key_verification",
+            description="Every wallet with a key decrypts with ENCRYPTION_SECRET and its key derives the stored"
+            " address (secp256k1 + Keccak-256). One failure blocks promotion; the files are listed, never keys.",
+            evaluate=_key_verification,
+        ),
+    ),
+    source_files=(f"{WALLET_DIR}/wallet_<fid>_<chain>.json",),
+)

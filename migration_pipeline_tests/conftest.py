@@ -1,0 +1,39 @@
+"""Test fixtures: a real PostgreSQL (DATABASE_URL's server, or the embedded one) and one fresh
+database per test, with sql/ applied."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from migration_pipeline.core.database import connect, drop_database, ensure_database, start_embedded_server
+from migration_pipeline.core.schema import apply_migrations
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data_samples"
+SAMPLE_SECRET = "sample-secret-do-not-use-in-production"
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The server under test: TEST_DATABASE_URL / DATABASE_URL, else an embedded server for the session."""
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return start_embedded_server(tmp_path_factory.mktemp("pgdata"))
+
+
+@pytest.fixture
+def database_url(server_url: str) -> Iterator[str]:
+    """A database of its own for one test, dropped afterwards, with sql/ applied."""
+    name = f"mp_test_{uuid.uuid4().hex[:12]}"
+    url = ensure_database(server_url, name)
+    with connect(url) as conn:
+        apply_migrations(conn)
+        conn.commit()
+    yield url
+    drop_database(server_url, name)
