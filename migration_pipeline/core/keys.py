@@ -39,23 +39,21 @@ __all__ = [
     "verify_wallet_key",
 ]
 
-ADDRESS_RE: Final[re.Pattern[str]] = re.compile(r"^0x[0-9a-fA-F]{40}$")
+# `\Z`, not `$`: in Python `$` also matches before a final "\n", so "0x...\n" would pass `match`.
+# The same pattern text works in PostgreSQL (`~`), where `\Z` also means end of string.
+ADDRESS_RE: Final[re.Pattern[str]] = re.compile(r"^0x[0-9a-fA-F]{40}\Z")
 """An Ethereum address as stored: ``0x`` + 40 hex digits, any case (case is checked separately)."""
 
-IV_RE: Final[re.Pattern[str]] = re.compile(r"^[0-9a-fA-F]{32}$")
+IV_RE: Final[re.Pattern[str]] = re.compile(r"^[0-9a-fA-F]{32}\Z")
 """An AES-CBC initialisation vector as stored: 16 bytes as 32 hex digits."""
 
-PRIVATE_KEY_RE: Final[re.Pattern[str]] = re.compile(r"^0x[0-9a-fA-F]{64}$")
+PRIVATE_KEY_RE: Final[re.Pattern[str]] = re.compile(r"^0x[0-9a-fA-F]{64}\Z")
 """A decrypted private key: ``0x`` + 64 hex digits."""
 
 VerifyReason = Literal["decrypt_failed", "key_address_mismatch"]
 """Reason codes returned by :func:`verify_wallet_key`."""
 
 _AES_BLOCK_BITS: Final = 128
-
-# `$` in ADDRESS_RE etc. also matches before a final "\n"; fullmatch-style checks use `\Z`.
-_ADDRESS_STRICT: Final = re.compile(r"0x[0-9a-fA-F]{40}\Z")
-_PRIVATE_KEY_STRICT: Final = re.compile(r"0x[0-9a-fA-F]{64}\Z")
 
 
 class KeyDecryptError(ValueError):
@@ -90,7 +88,7 @@ def encrypt_private_key(private_key: str, key: bytes, iv: bytes) -> str:
         ValueError: ``private_key`` is not ``"0x"`` + 64 hex, or key/iv have the wrong length.
             The message does not contain the key.
     """
-    if not _PRIVATE_KEY_STRICT.match(private_key):
+    if not PRIVATE_KEY_RE.match(private_key):
         raise ValueError("private key must be '0x' followed by 64 hex digits")
     if len(key) != 32:
         raise ValueError("AES-256 key must be 32 bytes")
@@ -124,19 +122,15 @@ def _decrypt(ciphertext_hex: str, iv_hex: str, key: bytes) -> str:
     try:
         raw = unpadder.update(padded) + unpadder.finalize()
     except ValueError:
-        raise KeyDecryptError(
-            "padding invalid: wrong ENCRYPTION_SECRET or corrupt ciphertext"
-        ) from None
+        raise KeyDecryptError("padding invalid: wrong ENCRYPTION_SECRET or corrupt ciphertext") from None
     try:
         plaintext = raw.decode("ascii")
     except UnicodeDecodeError:
         raise KeyDecryptError(
             "plaintext is not a private key: wrong ENCRYPTION_SECRET or corrupt ciphertext"
         ) from None
-    if not _PRIVATE_KEY_STRICT.match(plaintext):
-        raise KeyDecryptError(
-            "plaintext is not a private key: wrong ENCRYPTION_SECRET or corrupt ciphertext"
-        )
+    if not PRIVATE_KEY_RE.match(plaintext):
+        raise KeyDecryptError("plaintext is not a private key: wrong ENCRYPTION_SECRET or corrupt ciphertext")
     return plaintext
 
 
@@ -154,7 +148,7 @@ def decrypt_private_key(ciphertext_hex: str, iv_hex: str, key: bytes) -> str:
 
 def _address_bytes(private_key: str) -> bytes:
     """Return the 20-byte address of ``private_key`` (``"0x"`` + 64 hex)."""
-    if not _PRIVATE_KEY_STRICT.match(private_key):
+    if not PRIVATE_KEY_RE.match(private_key):
         raise ValueError("private key must be '0x' followed by 64 hex digits")
     try:
         public = PublicKey.from_valid_secret(bytes.fromhex(private_key[2:]))
@@ -183,13 +177,11 @@ def to_checksum_address(address: str) -> str:
     Raises:
         ValueError: ``address`` is not ``"0x"`` + 40 hex digits.
     """
-    if not _ADDRESS_STRICT.match(address):
+    if not ADDRESS_RE.match(address):
         raise ValueError("address must be '0x' followed by 40 hex digits")
     lower = address[2:].lower()
     digest = keccak256(lower.encode("ascii")).hex()
-    return "0x" + "".join(
-        ch.upper() if ch > "9" and digest[i] >= "8" else ch for i, ch in enumerate(lower)
-    )
+    return "0x" + "".join(ch.upper() if ch > "9" and digest[i] >= "8" else ch for i, ch in enumerate(lower))
 
 
 def has_valid_checksum(address: str) -> bool:
@@ -199,7 +191,7 @@ def has_valid_checksum(address: str) -> bool:
     its mixed case equals the EIP-55 form. False for a mixed-case address with a wrong checksum
     and for anything that is not ``"0x"`` + 40 hex digits.
     """
-    if not _ADDRESS_STRICT.match(address):
+    if not ADDRESS_RE.match(address):
         return False
     body = address[2:]
     if body == body.lower() or body == body.upper():
@@ -207,9 +199,7 @@ def has_valid_checksum(address: str) -> bool:
     return to_checksum_address(address) == address
 
 
-def verify_wallet_key(
-    ciphertext_hex: str, iv_hex: str, address: str, key: bytes
-) -> VerifyReason | None:
+def verify_wallet_key(ciphertext_hex: str, iv_hex: str, address: str, key: bytes) -> VerifyReason | None:
     """Check that a stored key decrypts under ``key`` and derives ``address``.
 
     Returns ``None`` when it does (address compared case-insensitively), otherwise a reason code:

@@ -1,0 +1,66 @@
+"""The one resource the assets need: where the stores are, where PostgreSQL is, where reports go."""
+
+
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+from migration_pipeline.core.database import connect
+from migration_pipeline.core.errors import ConfigurationError, StoreBusyError
+
+
+class MigrationResource(ConfigurableResource):  # type: ignore[misc]
+    """Settings of a migration run, given by environment variables (see README, Configuration)."""
+
+    database_url: str
+    source_root: str = "data_samples"
+    report_dir: str = "reports"
+    backup_dir: str = "backups"
+    workers: int = 2
+    encryption_secret_env: str = "ENCRYPTION_SECRET"
+
+    _locks: dict[str, psycopg.Connection] = PrivateAttr(default_factory=dict)
+
+    def root(self) -> Path:
+        return Path(self.source_root)
+
+    def reports(self) -> Path:
+        return Path(self.report_dir)
+
+    def secret(self, required: bool) -> str | None:
+        """The encryption secret, read when a run needs it (never stored in config or metadata)."""
+        value = os.environ.get(self.encryption_secret_env)
+        if required and not value:
+            raise ConfigurationError(
+                f"{self.encryption_secret_env} is not set: the wallet keys cannot be verified; export it (the "
+                "samples' value is in data_samples/sample.env)")
+        return value or None
+
+    def connect(self) -> psycopg.Connection:
+        return connect(self.database_url)
+
+    def hold_store_lock(self, store: str, run_id: str) -> None:
+        """Take the store's lock for the rest of this run; a second run of the store is refused."""
+        if store in self._locks:
+            return
+        conn = connect(self.database_url, autocommit=True)
+        got = conn.execute("SELECT pg_try_advisory_lock(hashtext('store:' || %s))", (store,)).fetchone()
+        if not got or not got[0]:
+            holder = conn.execute("SELECT run_id FROM migration.staging WHERE store = %s", (store,)).fetchone()
+            conn.close()
+            raise StoreBusyError(
+                f"store {store} is being migrated by another run ({holder[0] if holder else 'unknown'}); wait for "
+                "it to finish, then run again")
+        self._locks[store] = conn
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        for conn in self._locks.values():
+            conn.close()
+        self._locks.clear()
+
+    def describe(self) -> dict[str, Any]:
+        return {"source_root": str(self.root().resolve()), "report_dir": str(self.reports().resolve())}

@@ -39,9 +39,9 @@ import shutil
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import islice
 from multiprocessing.pool import AsyncResult
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -131,9 +131,9 @@ class GeneratedWalletStore:
     duplicate_kept: str | None
     duplicate_quarantined: str | None
     variants: dict[str, int]
-    """Counts of valid variations: bom, crlf, trailing_whitespace, extra_keys, fid_missing,
-    created_at_epoch_ms, created_at_missing, lowercase_address, base_account_with_key,
-    base_account_key_absent / _null / _empty, compact_json."""
+    """Among the files that load: counts of bom, crlf, trailing_whitespace, extra_keys,
+    fid_missing, created_at_epoch_ms, created_at_missing, lowercase_address,
+    base_account_with_key, base_account_key_absent / _null / _empty, compact_json."""
     plaintext_keys_sample: tuple[str, ...] | None = field(default=None, repr=False)
 
 
@@ -246,6 +246,7 @@ def _build_chunk(task: _ChunkTask) -> _ChunkResult:
             has_key = chain == "ethereum" or base_has_key
             mismatch = chain == "ethereum" and fid in task.mismatch_fids
 
+            tags: list[str] = []  # valid variations, counted only if the file loads
             quirk: str | None = None
             if fid not in task.protected_fids and not mismatch and qrng.random() < task.quirk_rate:
                 quirk = qrng.choice(_ALL_QUIRKS)
@@ -254,7 +255,7 @@ def _build_chunk(task: _ChunkTask) -> _ChunkResult:
             if r_case < 0.9:
                 address = to_checksum_address(address)
             else:
-                variants["lowercase_address"] += 1
+                tags.append("lowercase_address")
             if quirk == "bad_checksum":
                 broken = _flip_one_letter(to_checksum_address(address), qrng)
                 if broken is None:
@@ -275,10 +276,10 @@ def _build_chunk(task: _ChunkTask) -> _ChunkResult:
                 if keys is not None:
                     keys.append(other_key if mismatch else private_key)
                 if chain == "base-account":
-                    variants["base_account_with_key"] += 1
+                    tags.append("base_account_with_key")
             else:
                 form = ("absent", "null", "empty")[fid % 3]
-                variants[f"base_account_key_{form}"] += 1
+                tags.append(f"base_account_key_{form}")
                 if form != "absent":
                     values["encryptedPrivateKey"] = None if form == "null" else ""
             if quirk == "invalid_iv":
@@ -288,22 +289,22 @@ def _build_chunk(task: _ChunkTask) -> _ChunkResult:
                 values["createdAt"] = _iso_ms(created_ms)
             elif r_created < 0.95:
                 values["createdAt"] = created_ms
-                variants["created_at_epoch_ms"] += 1
+                tags.append("created_at_epoch_ms")
             else:
-                variants["created_at_missing"] += 1
+                tags.append("created_at_missing")
 
             if quirk == "fid_mismatch":
                 values["fid"] = fid + qrng.randint(1, 1000)
             elif r_fid < 0.05:
                 del values["fid"]
-                variants["fid_missing"] += 1
+                tags.append("fid_missing")
 
             record = {k: values[k] for k in order if k in values}
             if quirk == "extra_keys":
                 record.update(qrng.choice(_EXTRA_KEYS))
 
             if not pretty and quirk != "crlf":
-                variants["compact_json"] += 1
+                tags.append("compact_json")
             option = orjson.OPT_INDENT_2 if (pretty or quirk == "crlf") else 0
             data = orjson.dumps([record] if quirk == "not_an_object" else record, option=option)
             if quirk == "invalid_json":
@@ -322,6 +323,7 @@ def _build_chunk(task: _ChunkTask) -> _ChunkResult:
             else:
                 loaded += 1
                 user_loaded = True
+                variants.update(tags)
                 if quirk is not None:
                     variants[quirk] += 1
 
@@ -439,9 +441,7 @@ def generate_wallet_store(
         mismatch = frozenset([f for f in picks if f != dup_fid][:mismatched_keys])
 
     key = cipher_key(secret)
-    tasks = list(
-        _tasks(users, seed, start_fid, quirk_rate, key, protected, mismatch, return_keys)
-    )
+    tasks = list(_tasks(users, seed, start_fid, quirk_rate, key, protected, mismatch, return_keys))
     # Workers only compute; this process does all the writing. Creating files in one directory
     # from several processes is not faster (the directory lock serializes them) and on small VMs
     # it is slower, while key derivation and encryption parallelize well.
@@ -476,8 +476,10 @@ def generate_wallet_store(
         # loaded count unchanged: one of the two loads, the other is quarantined
 
     # Unmapped files: a Finder artefact and two stale copies (of real files when they exist).
-    copies_of = {"wallet_12_ethereum (1).json": "wallet_12_ethereum.json",
-                 "wallet_5_ethereum.json.bak": "wallet_5_ethereum.json"}
+    copies_of = {
+        "wallet_12_ethereum (1).json": "wallet_12_ethereum.json",
+        "wallet_5_ethereum.json.bak": "wallet_5_ethereum.json",
+    }
     for name in UNMAPPED_NAMES:
         source = directory / copies_of[name] if name in copies_of else None
         if source is not None and source.exists():

@@ -1,0 +1,278 @@
+"""`migration-pipeline`: the command line a data engineer types.
+
+Every expected failure (missing secret, unreachable database, missing source root, a blocked
+promotion) ends as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from migration_pipeline.core.database import describe_url, sqlalchemy_url, start_embedded_server
+from migration_pipeline.core.errors import ConfigurationError, MigrationError
+
+DAGSTER_HOME = Path(".dagster_home")
+_DAGSTER_YAML = """# Written by migration-pipeline: the Dagster instance lives in the same PostgreSQL.
+storage:
+  postgres:
+    postgres_url:
+      env: DAGSTER_PG_URL
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: DefaultRunCoordinator
+nux:
+  enabled: false
+telemetry:
+  enabled: false
+"""
+
+
+@dataclass(frozen=True)
+class Environment:
+    database_url: str
+    source_root: Path
+    report_dir: Path
+
+
+def _load_env_file(path: str | None) -> None:
+    if not path:
+        return
+    env_file = Path(path)
+    if not env_file.is_file():
+        raise ConfigurationError(f"env file {path} does not exist")
+    for line in env_file.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            os.environ.setdefault(key.strip(), value.strip().strip('"').strip("'"))
+
+
+def prepare(args: argparse.Namespace) -> Environment:
+    """Resolve settings (flags, then environment, then defaults), check them, export them for Dagster."""
+    from migration_pipeline.core.database import connect
+
+    _load_env_file(getattr(args, "env_file", None))
+    url = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL") or start_embedded_server()
+    with connect(url):
+        pass
+    root = Path(getattr(args, "source_root", None) or os.environ.get("MIGRATION_SOURCE_ROOT") or "data_samples")
+    if not root.is_dir():
+        raise ConfigurationError(f"source root {root} does not exist: pass --source-root or set MIGRATION_SOURCE_ROOT")
+    reports = Path(os.environ.get("MIGRATION_REPORT_DIR") or "reports")
+    home = Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(_DAGSTER_YAML)
+    os.environ.update({
+        "DATABASE_URL": url,
+        "DAGSTER_PG_URL": sqlalchemy_url(url),
+        "MIGRATION_SOURCE_ROOT": str(root.resolve()),
+        "MIGRATION_REPORT_DIR": str(reports.resolve()),
+        "DAGSTER_HOME": str(home),
+    })
+    return Environment(url, root.resolve(), reports.resolve())
+
+
+def _selected_stores(names: Sequence[str] | None, root: Path) -> tuple[list[str], list[str]]:
+    from migration_pipeline.stores.registry import all_stores, get_store
+
+    specs = [get_store(n) for n in names] if names else list(all_stores())
+    present = [s.name for s in specs if (root / s.folder).is_dir()]
+    absent = [s.name for s in specs if s.name not in present]
+    return present, absent
+
+
+# The console shows the summary; every event still goes to the instance's event log (and the UI).
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    env = prepare(args)
+    try:
+        present, absent = _selected_stores(args.store, env.source_root)
+    except KeyError as exc:
+        raise ConfigurationError(str(exc.args[0])) from None
+    from migration_pipeline.stores.registry import get_store
+
+    for name in present:
+        if get_store(name).needs_secret and not os.environ.get("ENCRYPTION_SECRET"):
+            raise ConfigurationError(
+                f"ENCRYPTION_SECRET is not set: the {name} store's keys cannot be verified; export it or pass "
+                "--env-file (the samples' value is in data_samples/sample.env)")
+    for name in absent:
+        print(f"{name}: not present under {env.source_root} (skipped)")
+    if not present:
+        raise ConfigurationError(f"no store folder found under {env.source_root}")
+
+    from dagster import DagsterInstance
+
+    from migration_pipeline.core.database import connect
+    from migration_pipeline.core.schema import apply_migrations
+    from migration_pipeline.definitions import defs, job_name
+    from migration_pipeline.summary import print_store_summary
+
+    with connect(env.database_url) as conn:
+        apply_migrations(conn)
+    instance = DagsterInstance.get()
+    failures: list[str] = []
+    for name in present:
+        job = defs.get_job_def(job_name(name))
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET,
+                                        tags={"migration/store": name, "migration/source": "cli"})
+        problem = print_store_summary(env.database_url, get_store(name), result.run_id, result)
+        if problem:
+            failures.append(problem)
+    for line in failures:
+        print(line, file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.store == "wallet":
+        from migration_pipeline.stores.wallet.generate import generate_wallet_store
+
+        secret = args.secret or os.environ.get("ENCRYPTION_SECRET")
+        if not secret:
+            raise ConfigurationError("generate --store wallet needs --secret or ENCRYPTION_SECRET")
+        summary = generate_wallet_store(out, users=args.users, secret=secret, seed=args.seed,
+                                        mismatched_keys=args.mismatched_keys)
+        print(f"wrote {summary.files} files ({summary.mapped_files} mapped) for {summary.users} users under "
+              f"{summary.store_dir}")
+    elif args.store == "metagauge":
+        from migration_pipeline.stores.metagauge.generate import generate_metagauge_store
+
+        mg = generate_metagauge_store(out, users=args.users, seed=args.seed)
+        print(f"wrote a metagauge store for {args.users} users under {out / 'metagauge'}: {mg}")
+    else:
+        raise ConfigurationError(f"no generator for store {args.store!r} (wallet, metagauge)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    env = prepare(args)
+    from migration_pipeline.summary import print_status
+
+    print_status(env.database_url)
+    return 0
+
+
+def _store_arg(name: str):  # type: ignore[no-untyped-def]
+    from migration_pipeline.stores.registry import get_store
+
+    try:
+        return get_store(name)
+    except KeyError as exc:
+        raise ConfigurationError(str(exc.args[0])) from None
+
+
+def cmd_cutover(args: argparse.Namespace) -> int:
+    env = prepare(args)
+    from migration_pipeline.core.database import connect
+    from migration_pipeline.core.promote import cutover
+
+    spec = _store_arg(args.store)
+    with connect(env.database_url) as conn:
+        cutover(conn, spec, approved_by=args.approved_by)
+    print(f"{spec.name}: cut over, approved by {args.approved_by}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    env = prepare(args)
+    from migration_pipeline.core.database import connect
+    from migration_pipeline.core.promote import rollback
+
+    spec = _store_arg(args.store)
+    with connect(env.database_url) as conn:
+        rollback(conn, spec, actor=args.actor)
+    print(f"{spec.name}: rolled back to the previous live version")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    env = prepare(args)
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (database {describe_url(env.database_url)})")
+    os.execvp("dagster", ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)])
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from migration_pipeline.bench import run_benchmark
+
+    env = prepare(args)
+    return run_benchmark(env.database_url, users=args.users, workers=args.workers, keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="migration-pipeline", description=__doc__.splitlines()[0] if __doc__ else "")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--database-url", help="libpq URL (default: DATABASE_URL, else the embedded server)")
+        p.add_argument("--env-file", help="KEY=VALUE file to read first (e.g. data_samples/sample.env)")
+
+    run = sub.add_parser("run", help="migrate stores as a Dagster run: stage, gate, promote, report")
+    common(run)
+    run.add_argument("--source-root", help="folder holding one folder per store (default: MIGRATION_SOURCE_ROOT)")
+    run.add_argument("--store", action="append", help="store to migrate (repeatable; default: all present)")
+    run.set_defaults(func=cmd_run)
+
+    gen = sub.add_parser("generate", help="write a realistic store for tests and benchmarks")
+    gen.add_argument("--store", required=True)
+    gen.add_argument("--users", type=int, required=True)
+    gen.add_argument("--out", required=True, help="source root to write into")
+    gen.add_argument("--secret", help="encryption secret for wallet keys (default: ENCRYPTION_SECRET)")
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--mismatched-keys", type=int, default=0, help="wallets whose key derives another address")
+    gen.set_defaults(func=cmd_generate)
+
+    bench = sub.add_parser("bench", help="generate a wallet store, migrate it, compare with a plain floor script")
+    common(bench)
+    bench.add_argument("--users", type=int, default=10000)
+    bench.add_argument("--workers", type=int, default=2)
+    bench.add_argument("--keep", action="store_true", help="keep the generated store under .bench/")
+    bench.set_defaults(func=cmd_bench)
+
+    status = sub.add_parser("status", help="phase, last run and last report of every store")
+    common(status)
+    status.set_defaults(func=cmd_status)
+
+    cut = sub.add_parser("cutover", help="mark a promoted, validated store as cut over")
+    common(cut)
+    cut.add_argument("--store", required=True)
+    cut.add_argument("--approved-by", required=True)
+    cut.set_defaults(func=cmd_cutover)
+
+    back = sub.add_parser("rollback", help="restore the previous live version of a store")
+    common(back)
+    back.add_argument("--store", required=True)
+    back.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    back.set_defaults(func=cmd_rollback)
+
+    ui = sub.add_parser("ui", help="start the Dagster UI on the same database and instance")
+    common(ui)
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The one Definitions object: every store's assets and gates, the schema asset, jobs and resources."""
+
+
+from dagster import (
+    AssetExecutionContext,
+    AssetSelection,
+    Definitions,
+    EnvVar,
+    MaterializeResult,
+    asset,
+    define_asset_job,
+    in_process_executor,
+)
+
+from migration_pipeline.core.schema import apply_migrations
+from migration_pipeline.resources import MigrationResource
+from migration_pipeline.stores.factory import SCHEMA_ASSET, build_all
+from migration_pipeline.stores.registry import all_stores
+
+
+@asset(
+    key=SCHEMA_ASSET,
+    group_name="migration",
+    kinds={"postgres"},
+    description="Versioned DDL under sql/ applied in name order, each file once; an edited, already-applied file "
+    "fails the run (forward-only migrations).",
+)
+def migration_schema(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+    with migration.connect() as conn:
+        report = apply_migrations(conn)
+    return MaterializeResult(metadata={"applied": list(report.applied), "already_applied": len(report.already_applied)})
+
+
+def job_name(store: str) -> str:
+    return f"migrate_{store}"
+
+
+STORES = all_stores()
+_assets, _checks = build_all(STORES)
+
+defs = Definitions(
+    assets=[migration_schema, *_assets],
+    asset_checks=_checks,
+    jobs=[
+        define_asset_job(
+            job_name(s.name),
+            selection=AssetSelection.assets(SCHEMA_ASSET) | AssetSelection.groups(s.name),
+            description=f"Stage, gate, promote and report the {s.name} store.",
+        )
+        for s in STORES
+    ],
+    resources={
+        "migration": MigrationResource(
+            database_url=EnvVar("DATABASE_URL"),
+            source_root=EnvVar("MIGRATION_SOURCE_ROOT"),
+            report_dir=EnvVar("MIGRATION_REPORT_DIR"),
+        )
+    },
+    # One process per run: the store lock lives for the whole run and the loader has its own pool.
+    executor=in_process_executor,
+)

@@ -1,0 +1,165 @@
+"""One factory turns any StoreSpec into its Dagster assets and blocking checks.
+
+    staged ──(blocking gates: GX suite per table, row counts, checksums, store gates)──▶ live ──▶ validation_report
+"""
+
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetChecksDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    multi_asset_check,
+)
+
+from migration_pipeline.core.promote import get_phase, promote, set_phase
+from migration_pipeline.core.reconcile import CheckOutcome, evaluate_gates, gx_check_name
+from migration_pipeline.core.report import build_report
+from migration_pipeline.core.spec import StoreSpec
+from migration_pipeline.core.stage import stage_store
+from migration_pipeline.resources import MigrationResource
+
+SCHEMA_ASSET = AssetKey("migration_schema")
+PRE_LIVE_PHASES = ("not_started", "staged", "validated", "rolled_back")
+_ACTOR = "dagster"
+
+
+def check_names(spec: StoreSpec) -> list[tuple[str, str]]:
+    """(name, description) of every gate of a store, in the order they are reported."""
+    return [
+        ("row_count_reconciliation", "Per table: source records = staged rows + quarantined records."),
+        ("checksum_reconciliation", "Order-independent checksum of the records as read = the same checksum "
+                                    "computed in SQL over the staged rows (+ rows moved to the quarantine)."),
+        *[(g.name, g.description) for g in spec.gates],
+        *[(gx_check_name(t.name), f"Great Expectations suite of {spec.name}.{t.name} ({len(t.expectations)} "
+           "expectations) run in PostgreSQL on the staged table.") for t in spec.tables],
+    ]
+
+
+def _counts_metadata(summary: Any) -> dict[str, Any]:
+    return {
+        "files_mapped": summary.files_mapped,
+        "files_unmapped": summary.files_unmapped,
+        "units": summary.units,
+        "units_resumed": summary.resumed_units,
+        "rows_staged": MetadataValue.json(summary.staged),
+        "records_seen": MetadataValue.json(summary.seen),
+        "quarantined_by_reason": MetadataValue.json(summary.quarantined),
+        "quarantined_total": sum(summary.quarantined.values()),
+        "flagged_records": summary.flagged,
+        "seconds": MetadataValue.json({k: round(v, 3) for k, v in summary.seconds.items()}),
+        "plan_id": summary.plan_id,
+    }
+
+
+def _result(spec: StoreSpec, outcome: CheckOutcome) -> AssetCheckResult:
+    metadata: dict[str, Any] = {"summary": outcome.summary}
+    for key, value in outcome.details.items():
+        metadata[key] = MetadataValue.json(value) if isinstance(value, dict | list) else value
+    docs = outcome.details.get("data_docs")
+    if docs:
+        metadata["data_docs"] = MetadataValue.path(docs)
+    return AssetCheckResult(
+        asset_key=AssetKey([spec.name, "staged"]),
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata=metadata,
+    )
+
+
+def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:
+    group = spec.name
+    staged_key = AssetKey([spec.name, "staged"])
+    live_key = AssetKey([spec.name, "live"])
+
+    @asset(
+        key=staged_key,
+        group_name=group,
+        deps=[SCHEMA_ASSET],
+        kinds={"postgres"},
+        description=f"{spec.description} Every source file streamed into schema {spec.staging_schema} with COPY "
+        "(resumable per unit); rejected records go to migration.quarantine with a reason; every file is listed in "
+        "migration.source_manifest.",
+    )
+    def staged(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+        migration.hold_store_lock(spec.name, context.run_id)
+        summary = stage_store(
+            migration.database_url, spec, migration.root(), context.run_id,
+            migration.secret(required=spec.needs_secret), workers=migration.workers,
+        )
+        with migration.connect() as conn:
+            if get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
+                set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id)
+        return MaterializeResult(metadata=_counts_metadata(summary))
+
+    @multi_asset_check(
+        specs=[AssetCheckSpec(name, asset=staged_key, description=text, blocking=True)
+               for name, text in check_names(spec)],
+        name=f"{spec.name}_gates",
+        description=f"Blocking gates of {spec.name}: all must pass before the staged tables are promoted.",
+    )
+    def gates(context: AssetCheckExecutionContext, migration: MigrationResource) -> Iterator[AssetCheckResult]:
+        run_id = context.run.run_id
+        docs_dir = migration.reports() / spec.name / run_id
+        with migration.connect() as conn:
+            outcomes = evaluate_gates(conn, migration.database_url, spec, run_id, docs_dir)
+            passed = all(o.passed for o in outcomes)
+            if passed and get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
+                set_phase(conn, spec.name, "validated", run_id=run_id, actor=_ACTOR)
+                conn.commit()
+            report = build_report(conn, spec, run_id, migration.reports(),
+                                  outcome="validated" if passed else "blocked")
+        context.log.info(f"{spec.name}: validation report {report.resolve()}")
+        by_name = {o.name: o for o in outcomes}
+        for name, _ in check_names(spec):
+            outcome = by_name.get(name) or CheckOutcome(name, False, "not evaluated: staging incomplete")
+            yield _result(spec, outcome)
+
+    @asset(
+        key=live_key,
+        group_name=group,
+        deps=[staged_key],
+        kinds={"postgres"},
+        description=f"The live {spec.name} tables: the staged tables swapped in atomically after every gate "
+        f"passed; the replaced version is kept in {spec.previous_schema} for rollback.",
+    )
+    def live(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+        with migration.connect() as conn:
+            plan_id = promote(conn, spec, context.run_id, actor=_ACTOR)
+        return MaterializeResult(metadata={"plan_id": plan_id, "schema": spec.schema,
+                                           "previous_version": spec.previous_schema})
+
+    @asset(
+        key=AssetKey([spec.name, "validation_report"]),
+        group_name=group,
+        deps=[live_key],
+        description="Self-contained HTML report of the run: counts, checksums, quarantine reasons with locators, "
+        "every gate, Data Docs, phase history. Review it before cutover.",
+    )
+    def validation_report(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+        with migration.connect() as conn:
+            path = build_report(conn, spec, context.run_id, migration.reports(), outcome="promoted")
+        return MaterializeResult(metadata={"report": MetadataValue.path(str(path.resolve()))})
+
+    return [staged, live, validation_report], [gates]
+
+
+def build_all(specs: Sequence[StoreSpec]) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:
+    assets: list[AssetsDefinition] = []
+    checks: list[AssetChecksDefinition] = []
+    for spec in specs:
+        a, c = build_store_assets(spec)
+        assets += a
+        checks += c
+    return assets, checks

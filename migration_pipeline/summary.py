@@ -1,0 +1,86 @@
+"""Text summaries for the command line, read from the bookkeeping tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migration_pipeline.core.database import connect
+from migration_pipeline.core.promote import failed_checks, get_phase
+from migration_pipeline.core.reconcile import current_plan, table_counts
+from migration_pipeline.core.spec import StoreSpec
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _step_failure(result: Any) -> str | None:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
+            error = event.step_failure_data.error
+            while error.cause is not None and "dagster" in error.cls_name.lower():
+                error = error.cause
+            return error.message.strip().splitlines()[0].split(": ", 1)[-1]
+    return None
+
+
+def print_store_summary(database_url: str, spec: StoreSpec, run_id: str, result: Any) -> str | None:
+    """Print what the run did to the store; return a one-line problem, or None when it was promoted."""
+    with connect(database_url) as conn:
+        phase = get_phase(conn, spec.name)
+        try:
+            plan_id, status = current_plan(conn, spec.name)
+        except LookupError:
+            plan_id, status = "", "none"
+        promoted = phase.phase == "promoted" and phase.run_id == run_id and status == "promoted"
+        print(f"\n== {spec.name} ==  run {run_id}")
+        if plan_id and status in ("staged", "promoted"):
+            schema = spec.schema if status == "promoted" else spec.staging_schema
+            counts = table_counts(conn, spec, plan_id, schema)
+            manifest = dict(conn.execute(
+                "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
+                (spec.name, plan_id)).fetchall())
+            mapped, unmapped = manifest.get("mapped", 0), manifest.get("unmapped", 0)
+            print(f"files seen {mapped + unmapped}, mapped {mapped}, unmapped {unmapped}")
+            print(_table(["table", "source", "loaded", "quarantined"],
+                         [[t, c["source"], c["staged"], c["quarantined"]] for t, c in counts.items()]))
+            reasons = conn.execute(
+                "SELECT reason, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s"
+                " GROUP BY 1 ORDER BY 2 DESC, 1", (spec.name, plan_id)).fetchall()
+            if reasons:
+                print(_table(["quarantine reason", "records"], [list(r) for r in reasons]))
+        checks = conn.execute(
+            "SELECT check_name, passed, summary FROM migration.check_results WHERE run_id = %s AND store = %s"
+            " ORDER BY check_name", (run_id, spec.name)).fetchall()
+        if checks:
+            print(_table(["check", "outcome", "summary"],
+                         [[n, "passed" if p else "FAILED", s[:90]] for n, p, s in checks]))
+        report = get_phase(conn, spec.name).report_path
+        print(f"promotion: {'PROMOTED' if promoted else 'BLOCKED (live tables unchanged)'}")
+        if report:
+            print(f"report: {report}")
+        if promoted:
+            return None
+        failures = failed_checks(conn, spec, run_id, plan_id) if plan_id else []
+        real = [f for f in failures if f[1] != "did not run"]
+        if real:
+            name, why = real[0]
+            return f"{spec.name}: promotion blocked by gate {name}: {why}"
+        failure = _step_failure(result)
+        return f"{spec.name}: run failed: {failure or 'see the run in the Dagster UI'}"
+
+
+def print_status(database_url: str) -> None:
+    from migration_pipeline.stores.registry import all_stores
+
+    rows = []
+    with connect(database_url) as conn:
+        for spec in all_stores():
+            phase = get_phase(conn, spec.name)
+            rows.append([spec.name, phase.phase, phase.run_id or "-", str(phase.changed_at or "-")[:19],
+                         phase.approved_by or "-", phase.report_path or "-"])
+    print(_table(["store", "phase", "last run", "changed", "approved by", "last report"], rows))
