@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="start the Dagster UI on the same database and instance")
     common(ui)
+    ui.add_argument("--source-root", help="folder holding one folder per store (default: MIGRATION_SOURCE_ROOT)")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
     return parser

@@ -403,7 +403,8 @@ def generate_wallet_store(
         start_fid: first fid (positive).
         mismatched_keys: number of clean ethereum wallets whose key derives another address.
         return_keys: also return every plaintext key written (for leak tests on small stores).
-        processes: pool size when ``users > POOL_THRESHOLD`` (default: CPU count); 1 = no pool.
+        processes: processes to use when ``users > POOL_THRESHOLD`` (default: CPU count): this
+            one writes every file, ``processes - 1`` pool workers build them; 1 = no pool.
         clean: delete ``out/wallet`` first. Without it, a non-empty wallets folder is an error,
             since stale files would break the expected counts.
 
@@ -445,8 +446,9 @@ def generate_wallet_store(
     # Workers only compute; this process does all the writing. Creating files in one directory
     # from several processes is not faster (the directory lock serializes them) and on small VMs
     # it is slower, while key derivation and encryption parallelize well.
-    workers = processes if processes is not None else (os.cpu_count() or 1)
-    use_pool = users > POOL_THRESHOLD and workers > 1 and len(tasks) > 1
+    total = processes if processes is not None else (os.cpu_count() or 1)
+    workers = max(1, total - 1)  # compute workers; this process is the writer
+    use_pool = users > POOL_THRESHOLD and total > 1 and len(tasks) > 1
     quarantined: Counter[str] = Counter()
     variants: Counter[str] = Counter()
     loaded = users_loaded = 0

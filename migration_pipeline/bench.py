@@ -1,0 +1,168 @@
+"""`migration-pipeline bench`: the full migration of a generated wallet store against a plain floor.
+
+The floor is what any loader must do at least: read and parse every file, COPY the rows into an
+unindexed table, and verify every key, on both cores. The full migration is the real Dagster job
+(staging, SQL integrity rules, indexes, every gate, promotion, report).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from migration_pipeline.core.database import connect, drop_database, ensure_database
+
+SECRET = "bench-secret"
+
+
+class PeakRss:
+    """Peak resident memory of this process and its children (the worker pool), sampled every 50 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            try:
+                total = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+            except psutil.Error:
+                total = 0
+            self.peak = max(self.peak, total)
+            time.sleep(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _floor_chunk(args: tuple[str, list[str]]) -> tuple[str, int, float, float]:
+    from migration_pipeline.core.keys import cipher_key, verify_wallet_key
+
+    folder, names = args
+    key = cipher_key(SECRET)
+    out = io.StringIO()
+    parse_s = verify_s = 0.0
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            with open(os.path.join(folder, name), "rb") as handle:
+                record = orjson.loads(handle.read().removeprefix(b"\xef\xbb\xbf"))
+        except (orjson.JSONDecodeError, OSError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        t1 = time.perf_counter()
+        ciphertext, iv = record.get("encryptedPrivateKey"), record.get("iv")
+        if ciphertext and iv and isinstance(record.get("address"), str):
+            verify_wallet_key(ciphertext, iv, record["address"], key)
+        t2 = time.perf_counter()
+        parse_s += t1 - t0
+        verify_s += t2 - t1
+        out.write(f"{name}\t{record.get('address')}\t{ciphertext or chr(92) + 'N'}\n")
+    return out.getvalue(), len(names), parse_s, verify_s
+
+
+def floor(database_url: str, wallet_dir: Path, workers: int) -> dict[str, float]:
+    names = sorted(os.listdir(wallet_dir))
+    chunks = [(str(wallet_dir), names[i : i + 2000]) for i in range(0, len(names), 2000)]
+    started = time.perf_counter()
+    parse_s = verify_s = copy_s = 0.0
+    with connect(database_url) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_floor")
+        conn.execute("CREATE TABLE bench_floor (name text, address text, encrypted_private_key text)")
+        with ProcessPoolExecutor(workers) as pool, conn.cursor() as cur:
+            for text, _n, p, v in pool.map(_floor_chunk, chunks):
+                parse_s += p
+                verify_s += v
+                t0 = time.perf_counter()
+                with cur.copy("COPY bench_floor FROM STDIN") as copy:
+                    copy.write(text)
+                copy_s += time.perf_counter() - t0
+        conn.execute("DROP TABLE bench_floor")
+        conn.commit()
+    return {"total": time.perf_counter() - started, "read_parse_cpu": parse_s, "verify_cpu": verify_s,
+            "copy": copy_s}
+
+
+def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
+    starts: dict[str, float] = {}
+    durations: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
+            durations[event.step_key] = entry.timestamp - starts[event.step_key]
+    return durations
+
+
+def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = False) -> int:
+    from dagster import DagsterInstance
+
+    from migration_pipeline.definitions import defs, job_name
+    from migration_pipeline.stores.wallet.generate import generate_wallet_store
+
+    root = Path(".bench") / f"wallet-{users}"
+    if not (root / "wallet").is_dir():
+        t0 = time.perf_counter()
+        generate_wallet_store(root, users=users, secret=SECRET, seed=11)
+        print(f"generated {2 * users} wallet files in {time.perf_counter() - t0:.1f} s under {root}")
+    files = len(os.listdir(root / "wallet" / "storage" / "wallets"))
+    url = ensure_database(server_url, "migration_bench")
+    try:
+        with connect(url) as conn:
+            from migration_pipeline.core.schema import apply_migrations
+
+            apply_migrations(conn)
+        floor_times = floor(url, root / "wallet" / "storage" / "wallets", workers)
+        os.environ.update({"DATABASE_URL": url, "MIGRATION_SOURCE_ROOT": str(root.resolve()),
+                           "ENCRYPTION_SECRET": SECRET,
+                           "MIGRATION_REPORT_DIR": str((Path(".bench") / "reports").resolve())})
+        job = defs.resolve_job_def(job_name("wallet"))
+        with PeakRss() as rss, DagsterInstance.ephemeral() as instance:
+            t0 = time.perf_counter()
+            result = job.execute_in_process(
+                instance=instance, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+            total = time.perf_counter() - t0
+            steps = _step_seconds(instance, result.run_id)
+    finally:
+        drop_database(server_url, "migration_bench")
+    rows = [
+        ("floor: read+parse+verify+COPY (2 procs)", floor_times["total"]),
+        ("  of which COPY (parent)", floor_times["copy"]),
+        ("full: schema", steps.get("migration_schema", 0.0)),
+        ("full: stage (read, parse, verify, COPY, SQL rules, indexes)", steps.get("wallet__staged", 0.0)),
+        ("full: gates (row counts, checksums, keys, GX suites, report)", steps.get("wallet_gates", 0.0)),
+        ("full: promote (atomic swap)", steps.get("wallet__live", 0.0)),
+        ("full: validation report", steps.get("wallet__validation_report", 0.0)),
+        ("full: whole Dagster run", total),
+    ]
+    print(f"\nwallet store: {users} users, {files} files, {workers} workers, run {'succeeded' if result.success else 'FAILED'}")
+    print(f"{'phase':64} {'seconds':>8} {'files/s':>9}")
+    for name, seconds in rows:
+        print(f"{name:64} {seconds:8.2f} {files / seconds if seconds else 0:9.0f}")
+    print(f"{'peak RSS of the pipeline (process + workers)':64} {rss.peak / 2**20:8.0f} MiB")
+    print(f"{'ratio full / floor':64} {total / floor_times['total']:8.2f}")
+    if not keep:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if result.success else 1
