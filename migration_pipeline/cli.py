@@ -73,6 +73,7 @@ def prepare(args: argparse.Namespace) -> Environment:
         "DAGSTER_PG_URL": sqlalchemy_url(url),
         "MIGRATION_SOURCE_ROOT": str(root.resolve()),
         "MIGRATION_REPORT_DIR": str(reports.resolve()),
+        "MIGRATION_BACKUP_DIR": str(Path(os.environ.get("MIGRATION_BACKUP_DIR") or "backups").resolve()),
         "DAGSTER_HOME": str(home),
     })
     return Environment(url, root.resolve(), reports.resolve())
@@ -198,7 +199,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     env = prepare(args)
     print(f"Dagster UI on http://127.0.0.1:{args.port} (database {describe_url(env.database_url)})")
-    os.execvp("dagster", ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)])
+    # The `dagster` of this interpreter's environment: `make ui` runs .venv/bin/migration-pipeline with the
+    # venv not activated, so a bare "dagster" would not be on PATH.
+    local = Path(sys.executable).parent / "dagster"
+    dagster = str(local) if local.is_file() else "dagster"
+    os.execvp(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)])
     return 0
 
 

@@ -54,6 +54,7 @@ defs = Definitions(
             database_url=EnvVar("DATABASE_URL"),
             source_root=EnvVar("MIGRATION_SOURCE_ROOT"),
             report_dir=EnvVar("MIGRATION_REPORT_DIR"),
+            backup_dir=EnvVar("MIGRATION_BACKUP_DIR"),
         )
     },
     # One process per run: the store lock lives for the whole run and the loader has its own pool.

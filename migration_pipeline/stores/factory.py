@@ -5,23 +5,25 @@
 
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    AssetChecksDefinition,
     MaterializeResult,
     MetadataValue,
     asset,
     multi_asset_check,
 )
 
+from migration_pipeline.core.backup import latest_backup, record_backup, write_backup
 from migration_pipeline.core.promote import get_phase, promote, set_phase
 from migration_pipeline.core.reconcile import CheckOutcome, evaluate_gates, gx_check_name
 from migration_pipeline.core.report import build_report
@@ -81,12 +83,30 @@ def _result(spec: StoreSpec, outcome: CheckOutcome) -> AssetCheckResult:
 def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:
     group = spec.name
     staged_key = AssetKey([spec.name, "staged"])
+    backup_key = AssetKey([spec.name, "backup"])
+
+    @asset(
+        key=backup_key,
+        group_name=group,
+        description=f"Backup first: a tar archive of every file under <source root>/{spec.folder} with a SHA-256 "
+        "manifest, verified by re-reading it. Written once, before the store's first load; kept 30 days.",
+    )
+    def backup(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+        with migration.connect() as conn:
+            existing = latest_backup(conn, spec.name)
+            if existing:
+                return MaterializeResult(metadata={"archive": MetadataValue.path(existing[0]),
+                                                   "sha256": existing[1], "written_now": False})
+            made = write_backup(migration.root() / spec.folder, Path(migration.backup_dir), spec.name)
+            record_backup(conn, spec.name, made)
+        return MaterializeResult(metadata={"archive": MetadataValue.path(str(made.archive)), "sha256": made.sha256,
+                                           "files": made.files, "bytes": made.bytes, "written_now": True})
     live_key = AssetKey([spec.name, "live"])
 
     @asset(
         key=staged_key,
         group_name=group,
-        deps=[SCHEMA_ASSET],
+        deps=[SCHEMA_ASSET, backup_key],
         kinds={"postgres"},
         description=f"{spec.description} Every source file streamed into schema {spec.staging_schema} with COPY "
         "(resumable per unit); rejected records go to migration.quarantine with a reason; every file is listed in "
@@ -152,7 +172,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
             path = build_report(conn, spec, context.run_id, migration.reports(), outcome="promoted")
         return MaterializeResult(metadata={"report": MetadataValue.path(str(path.resolve()))})
 
-    return [staged, live, validation_report], [gates]
+    return [backup, staged, live, validation_report], [gates]
 
 
 def build_all(specs: Sequence[StoreSpec]) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:

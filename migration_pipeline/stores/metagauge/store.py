@@ -700,7 +700,8 @@ METAGAUGE_STORE = StoreSpec(
             ex.unexpected_rows("email is unique case-insensitively",
                                "SELECT lower(email) AS email_key, count(*) AS n FROM {batch} GROUP BY 1 HAVING count(*) > 1"),
             ex.unexpected_rows("legacy ids are never UUIDs (a UUID id is kept as the id)",
-                               "SELECT id FROM {batch} WHERE legacy_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"),
+                               # no regex quantifier braces: GX formats the query with str.format
+                               "SELECT id FROM {batch} WHERE length(legacy_id) = 36 AND legacy_id ~* '^[0-9a-f-]+$'"),
             # API keys are case-sensitive, but the engine's only second-key dedupe is case-insensitive.
             unique_ci=("email", "api_key"),
         ),

@@ -1,0 +1,379 @@
+"""The wallet store through the engine's functions (no Dagster): the samples give exactly what
+data_samples/wallet/EXPECTED.md says, every quarantine reason of `normalize_wallet`, parallel staging."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from psycopg import sql
+
+from migration_pipeline.core.database import connect
+from migration_pipeline.core.keys import cipher_key
+from migration_pipeline.core.promote import get_phase, promote
+from migration_pipeline.core.reconcile import evaluate_gates
+from migration_pipeline.core.stage import stage_store
+from migration_pipeline.stores.wallet.generate import generate_wallet_store
+from migration_pipeline.stores.wallet.store import WALLET_STORE, _Reject, normalize_wallet
+
+from .conftest import SAMPLE_SECRET, SAMPLES
+
+STORE_DIR = SAMPLES / "wallet"
+WALLET_DIR = STORE_DIR / "storage" / "wallets"
+PREFIX = "storage/wallets/"
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+# EXPECTED.md, "Loaded": file -> (fid, chain, wallet_type, address as in the file, created_at or None = mtime, has key)
+LOADED: dict[str, tuple[int, str, str, str, datetime | None, bool]] = {
+    "wallet_0007_ethereum.json": (7, "ethereum", "trading", "0xF0C89cF06E3005352B7AD54396b818A435EF2C45",
+                                  _utc("2024-10-05T14:30:45.678Z"), True),
+    "wallet_10_ethereum.json": (10, "ethereum", "trading", "0xfCC4738399266dc2590D800Dfc0c9bbA47b822EA",
+                                _utc("2025-01-15T08:30:00.000Z"), True),
+    "wallet_12_ethereum.json": (12, "ethereum", "trading", "0x9c747ef9Cd36785F65B29c11aFE20934Db13Ca29",
+                                _utc("2025-03-03T03:03:03.303Z"), True),
+    "wallet_1_base-account.json": (1, "base-account", "base-account", "0xBD569bd9CA4739Da1530ad72783dFfD7dBe6Ef05",
+                                   _utc("2024-03-01T09:15:02.250Z"), True),
+    "wallet_1_ethereum.json": (1, "ethereum", "trading", "0x2Ea6D71B798718Ebb072A24D61A4c7DF5df98297",
+                               _utc("2024-03-01T09:15:00.000Z"), True),
+    "wallet_21_polygon.json": (21, "polygon", "polygon", "0x5C27dE5f668BF25B6c2f170FdC0562C0CC933312",
+                               _utc("2025-09-14T10:22:31.123Z"), True),
+    "wallet_2_base-account.json": (2, "base-account", "base-account", "0xd41A2fEB255dC2023dC1DBE1413e37A10c6BE787",
+                                   _utc("2024-04-12T17:45:11.000Z"), False),
+    "wallet_2_ethereum.json": (2, "ethereum", "trading", "0x4314e99b8F56bc7Ff7AFb64D6B9200E02006cd90",
+                               _utc("2024-04-12T17:45:10.500Z"), True),
+    "wallet_3_base-account.json": (3, "base-account", "base-account", "0xE273c281574473D8EDCE54520058c7Ff42c6B238",
+                                   _utc("2024-06-10T06:13:21.000Z"), False),
+    "wallet_3_ethereum.json": (3, "ethereum", "trading", "0xbF56F8C1CA0ef95eB8141Dc28B8A09f05E76d5F8",
+                               _utc("2024-06-10T06:13:20.123Z"), True),
+    "wallet_4_base-account.json": (4, "base-account", "base-account", "0x9DaCd487498f6608B112D6Fda2D67018679c07C9",
+                                   _utc("2024-07-04T12:00:00.000Z"), False),
+    "wallet_4_ethereum.json": (4, "ethereum", "trading", "0x65Ab4a20B38397ea5bBfdb4443fB935266D4cE18", None, True),
+    "wallet_5_ethereum.json": (5, "ethereum", "trading", "0xebe497f1c1290dca2baef8e97c6eb00dac77ac8b",
+                               _utc("2024-08-15T23:59:59.999Z"), True),
+    "wallet_6_ethereum.json": (6, "ethereum", "trading", "0x4Ea4aA2b80D9Ff86fc68E4dB1A763560D1903C1D",
+                               _utc("2024-09-01T00:00:00.001Z"), True),
+    "wallet_8_ethereum.json": (8, "ethereum", "trading", "0xC504f0946649BFe43605ED93E0369b0FF5bb4b10",
+                               _utc("2024-11-11T11:11:11.111Z"), True),
+    "wallet_9_ethereum.json": (9, "ethereum", "trading", "0x44F4CF56783A57F76fDA57C58b72E5Ce5E38993f",
+                               _utc("2024-12-24T18:00:00.000Z"), True),
+}
+
+QUARANTINED = {
+    ("storage/wallets/wallet_7_ethereum.json", "duplicate_key"),
+    ("storage/wallets/wallet_11_ethereum.json", "fid_mismatch"),
+    ("storage/wallets/wallet_13_ethereum.json", "bad_checksum"),
+    ("storage/wallets/wallet_14_ethereum.json", "invalid_json"),
+    ("storage/wallets/wallet_15_ethereum.json", "empty_file"),
+    ("storage/wallets/wallet_16_ethereum.json", "not_an_object"),
+    ("storage/wallets/wallet_17_ethereum.json", "invalid_address"),
+    ("storage/wallets/wallet_18_ethereum.json", "invalid_iv"),
+}
+
+# EXPECTED.md, "Unmapped": (path, size, sha256)
+UNMAPPED_IN_WALLETS = {
+    ("storage/wallets/.DS_Store", 136, "91af6319c45d7c64e2972e0729c693ad1eae4915af87431682db78bbf2181dcd"),
+    ("storage/wallets/notes.txt", 139, "508ada03837a360c4dc2e01097741118d2be9bdbccad85aac5325232f3a6fb2b"),
+    ("storage/wallets/wallet_12_ethereum (1).json", 373,
+     "1f53e07eb5fd8b59364c0af65293dc68b845faf8c15e4449b96b5d31cf7ca596"),
+}
+
+USER_FIDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 21]
+MAPPED_NAMES = sorted(set(LOADED) | {q[0].removeprefix(PREFIX) for q in QUARANTINED})
+
+
+def _file_record(name: str) -> dict[str, Any]:
+    return orjson.loads((WALLET_DIR / name).read_bytes().removeprefix(b"\xef\xbb\xbf").strip())
+
+
+def _mtime(name: str) -> datetime:
+    return datetime.fromtimestamp((WALLET_DIR / name).stat().st_mtime, tz=UTC)
+
+
+def _files_outside_wallet_dir() -> set[tuple[str, int, str]]:
+    """Every file of the store folder outside storage/wallets (e.g. EXPECTED.md), with size and hash."""
+    out = set()
+    for path in STORE_DIR.rglob("*"):
+        rel = path.relative_to(STORE_DIR).as_posix()
+        if path.is_file() and not rel.startswith(PREFIX):
+            data = path.read_bytes()
+            out.add((rel, len(data), hashlib.sha256(data).hexdigest()))
+    return out
+
+
+def _rows(conn: Any, schema: str, table: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        sql.SQL("SELECT * FROM {}.{} ORDER BY 1").format(sql.Identifier(schema), sql.Identifier(table))
+    ).fetchall()
+
+
+def test_samples_match_expected_md(database_url: str, tmp_path: Path) -> None:
+    assert MAPPED_NAMES == sorted(p.name for p in WALLET_DIR.iterdir() if p.name.startswith("wallet_")
+                                  and " " not in p.name), "the sample folder changed; update EXPECTED.md and this test"
+    assert len(MAPPED_NAMES) == 24
+
+    summary = stage_store(database_url, WALLET_STORE, SAMPLES, "t1", SAMPLE_SECRET, workers=1)
+    outside = _files_outside_wallet_dir()
+    assert summary.resumed_units == 0
+    assert summary.units == 1
+    assert summary.files_mapped == 24
+    assert summary.files_unmapped == 3 + len(outside)
+    assert summary.seen == {"wallets": 24}
+    assert summary.staged == {"wallets": 16, "users": 12, "wallet_metadata": 16, "wallet_audit_log": 16}
+    assert summary.quarantined == {"bad_checksum": 1, "duplicate_key": 1, "empty_file": 1, "fid_mismatch": 1,
+                                   "invalid_address": 1, "invalid_iv": 1, "invalid_json": 1, "not_an_object": 1}
+    assert summary.flagged == 0
+
+    with connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT id, fid, chain, wallet_type, address, encrypted_private_key, iv, created_at, updated_at"
+            " FROM wallet__staging.wallets ORDER BY id").fetchall()
+        assert len(rows) == 16
+        by_key = {(r[1], r[2]): r for r in rows}
+        assert len(by_key) == 16
+        for name, (fid, chain, wallet_type, address, created_at, has_key) in LOADED.items():
+            row = by_key[(fid, chain)]
+            wid, _, _, got_type, got_address, ciphertext, iv, got_created, got_updated = row
+            assert wid == MAPPED_NAMES.index(name) + 1, name  # a file's position in sorted order is its id
+            assert got_type == wallet_type, name
+            assert got_address.lower() == address.lower(), name
+            expected_created = created_at if created_at is not None else _mtime(name)
+            assert got_created == expected_created, name
+            assert got_updated == expected_created, name
+            record = _file_record(name)
+            if has_key:
+                assert ciphertext == record["encryptedPrivateKey"], name
+                assert iv == record["iv"], name
+            else:
+                assert ciphertext is None and iv is None, name
+        assert sum(1 for r in rows if r[5] is not None) == 13
+        assert Counter(r[3] for r in rows) == {"trading": 11, "base-account": 4, "polygon": 1}
+
+        quarantine = conn.execute(
+            "SELECT source_file, reason, table_name, run_id, plan_id FROM migration.quarantine WHERE store = 'wallet'"
+        ).fetchall()
+        assert {(q[0], q[1]) for q in quarantine} == QUARANTINED
+        assert len(quarantine) == 8
+        assert {(q[2], q[3], q[4]) for q in quarantine} == {("wallets", "t1", summary.plan_id)}
+
+        manifest = conn.execute(
+            "SELECT path, size_bytes, sha256, status FROM migration.source_manifest WHERE store = 'wallet'"
+            " AND plan_id = %s", (summary.plan_id,)).fetchall()
+        unmapped = {(p, s, h) for p, s, h, status in manifest if status == "unmapped"}
+        assert unmapped == UNMAPPED_IN_WALLETS | outside
+        mapped = {(p, s, h) for p, s, h, status in manifest if status == "mapped"}
+        assert mapped == {(PREFIX + n, len(d := (WALLET_DIR / n).read_bytes()), hashlib.sha256(d).hexdigest())
+                          for n in MAPPED_NAMES}
+        assert len(manifest) == 24 + 3 + len(outside)
+
+        users = conn.execute("SELECT fid, created_at FROM wallet__staging.users ORDER BY fid").fetchall()
+        assert [u[0] for u in users] == USER_FIDS
+        oldest = {}
+        for fid, chain, *_ in LOADED.values():
+            oldest[fid] = min(oldest.get(fid, by_key[(fid, chain)][7]), by_key[(fid, chain)][7])
+        assert dict(users) == oldest
+
+        metadata = conn.execute(
+            "SELECT wallet_id, balance_usd, total_deposits, total_withdrawals, transaction_count, last_balance_check"
+            " FROM wallet__staging.wallet_metadata ORDER BY wallet_id").fetchall()
+        assert [m[0] for m in metadata] == [r[0] for r in rows]
+        assert {m[1:] for m in metadata} == {(0, 0, 0, 0, None)}
+
+        audit = conn.execute(
+            "SELECT wallet_id, action, accessed_by FROM wallet__staging.wallet_audit_log ORDER BY wallet_id").fetchall()
+        assert audit == [(r[0], "migrated", "t1") for r in rows]
+
+        outcomes = evaluate_gates(conn, database_url, WALLET_STORE, "t1", tmp_path / "docs")
+        assert {o.name: o.passed for o in outcomes} == {
+            "row_count_reconciliation": True, "checksum_reconciliation": True, "key_verification": True,
+            "gx_suite_wallets": True, "gx_suite_users": True, "gx_suite_wallet_metadata": True,
+            "gx_suite_wallet_audit_log": True,
+        }
+        key_gate = next(o for o in outcomes if o.name == "key_verification")
+        assert key_gate.summary == "all 13 keys decrypt and derive their stored address"
+
+        staged = {t.name: _rows(conn, "wallet__staging", t.name) for t in WALLET_STORE.tables}
+        assert _rows(conn, "wallet", "wallets") == []
+        conn.commit()
+
+        plan_id = promote(conn, WALLET_STORE, "t1", actor="test")
+        assert plan_id == summary.plan_id
+        live = {t.name: _rows(conn, "wallet", t.name) for t in WALLET_STORE.tables}
+        assert live == staged
+        assert [len(v) for v in live.values()] == [16, 12, 16, 16]
+        assert get_phase(conn, "wallet").phase == "promoted"
+        assert conn.execute("SELECT to_regnamespace('wallet__staging')").fetchone() == (None,)
+
+
+def test_second_staging_run_without_changes_is_a_new_plan_with_the_same_rows(database_url: str) -> None:
+    first = stage_store(database_url, WALLET_STORE, SAMPLES, "r1", SAMPLE_SECRET, workers=1)
+    with connect(database_url) as conn:
+        before = _rows(conn, "wallet__staging", "wallets")
+    second = stage_store(database_url, WALLET_STORE, SAMPLES, "r2", SAMPLE_SECRET, workers=1)
+    assert second.plan_id != first.plan_id  # the first finished (staged), so it is not resumed
+    assert second.resumed_units == 0
+    with connect(database_url) as conn:
+        assert _rows(conn, "wallet__staging", "wallets") == before
+        assert conn.execute("SELECT count(*) FROM migration.quarantine WHERE store = 'wallet' AND plan_id = %s",
+                            (second.plan_id,)).fetchone() == (8,)
+
+
+# --- normalize_wallet, one reason at a time ------------------------------------------------------------------
+
+KEY = cipher_key(SAMPLE_SECRET)
+BASE = _file_record("wallet_1_ethereum.json")
+BASE_ACCOUNT = _file_record("wallet_2_base-account.json")
+
+
+def _normalize(record: Any, name: str = "wallet_1_ethereum.json", *, raw: bytes | None = None,
+               key: bytes | None = KEY, mtime: float = 1_735_787_045.0) -> tuple[tuple[Any, ...], str | None]:
+    data = raw if raw is not None else json.dumps(record).encode()
+    return normalize_wallet(name, data, 42, key, lambda: mtime)
+
+
+def _reason(*args: Any, **kwargs: Any) -> str:
+    with pytest.raises(_Reject) as info:
+        _normalize(*args, **kwargs)
+    return info.value.reason
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    record = dict(BASE)
+    for k, v in changes.items():
+        if v is _DROP:
+            record.pop(k, None)
+        else:
+            record[k] = v
+    return record
+
+
+_DROP = object()
+
+
+def test_normalize_valid_wallet() -> None:
+    row, flag = _normalize(BASE)
+    assert flag is None
+    assert row == (42, 1, BASE["address"], BASE["encryptedPrivateKey"], BASE["iv"], "ethereum", "trading",
+                   _utc("2024-03-01T09:15:00.000Z"), _utc("2024-03-01T09:15:00.000Z"))
+    # fid missing: from the name; createdAt missing: the mtime; epoch ms; BOM, CRLF and trailing whitespace
+    row, _ = _normalize(_with(fid=_DROP, createdAt=_DROP), mtime=1_700_000_000.5)
+    assert row[1] == 1 and row[7] == datetime(2023, 11, 14, 22, 13, 20, 500000, tzinfo=UTC)
+    row, _ = _normalize(_with(createdAt=1718000000123))
+    assert row[7] == _utc("2024-06-10T06:13:20.123Z")
+    raw = b"\xef\xbb\xbf" + json.dumps(BASE, indent=2).replace("\n", "\r\n").encode() + b"  \n\t\n   "
+    assert _normalize(None, raw=raw) == _normalize(BASE)
+    # leading zeros in the name, other chains, base-account without a key
+    row, _ = _normalize(BASE, "wallet_0001_ethereum.json")
+    assert row[1] == 1
+    row, flag = _normalize({**BASE, "chain": "polygon"}, "wallet_1_polygon.json")
+    assert (row[5], row[6], flag) == ("polygon", "polygon", None)
+    for empty in (_DROP, None, ""):
+        record = dict(BASE_ACCOUNT)
+        if empty is _DROP:
+            record.pop("encryptedPrivateKey", None)
+        else:
+            record["encryptedPrivateKey"] = empty
+        row, flag = _normalize(record, "wallet_2_base-account.json")
+        assert (row[3], row[4], row[6], flag) == (None, None, "base-account", None)
+
+
+def test_normalize_flags_keys_that_do_not_verify() -> None:
+    _, flag = _normalize(BASE, key=cipher_key("another secret"))
+    assert flag in ("decrypt_failed", "key_address_mismatch")
+    other = _file_record("wallet_2_ethereum.json")  # a valid key of another address
+    _, flag = _normalize(_with(encryptedPrivateKey=other["encryptedPrivateKey"], iv=other["iv"]))
+    assert flag == "key_address_mismatch"
+    _, flag = _normalize(BASE, key=None)  # no secret given: nothing verified, nothing flagged
+    assert flag is None
+
+
+@pytest.mark.parametrize(
+    ("reason", "record", "name", "raw"),
+    [
+        ("fid_mismatch", _with(fid=111), "wallet_1_ethereum.json", None),
+        ("fid_mismatch", _with(fid="2"), "wallet_1_ethereum.json", None),
+        ("bad_checksum", _with(address="0x2eA6D71B798718Ebb072A24D61A4c7DF5df98297"), "wallet_1_ethereum.json", None),
+        ("invalid_json", None, "wallet_1_ethereum.json", json.dumps(BASE).encode()[:100]),
+        ("empty_file", None, "wallet_1_ethereum.json", b""),
+        ("empty_file", None, "wallet_1_ethereum.json", b"\xef\xbb\xbf \r\n\t "),
+        ("not_an_object", [BASE], "wallet_1_ethereum.json", None),
+        ("not_an_object", "text", "wallet_1_ethereum.json", None),
+        ("invalid_address", _with(address=BASE["address"][:-1]), "wallet_1_ethereum.json", None),
+        ("invalid_address", _with(address=BASE["address"] + "0"), "wallet_1_ethereum.json", None),
+        ("invalid_address", _with(address=BASE["address"][:-2] + "zz"), "wallet_1_ethereum.json", None),
+        ("invalid_address", _with(address=_DROP), "wallet_1_ethereum.json", None),
+        ("invalid_address", _with(address=12), "wallet_1_ethereum.json", None),
+        ("invalid_iv", _with(iv=BASE["iv"][:30]), "wallet_1_ethereum.json", None),
+        ("invalid_iv", _with(iv=BASE["iv"][:-1] + "g"), "wallet_1_ethereum.json", None),
+        ("invalid_iv", _with(iv=_DROP), "wallet_1_ethereum.json", None),
+        ("invalid_ciphertext", _with(encryptedPrivateKey=BASE["encryptedPrivateKey"][:-2]),
+         "wallet_1_ethereum.json", None),
+        ("invalid_ciphertext", _with(encryptedPrivateKey="zz" * 48), "wallet_1_ethereum.json", None),
+        ("invalid_ciphertext", _with(encryptedPrivateKey=123), "wallet_1_ethereum.json", None),
+        ("missing_key", _with(encryptedPrivateKey=_DROP), "wallet_1_ethereum.json", None),
+        ("missing_key", _with(encryptedPrivateKey=None), "wallet_1_ethereum.json", None),
+        ("missing_key", _with(encryptedPrivateKey=""), "wallet_1_ethereum.json", None),
+        ("invalid_timestamp", _with(createdAt="yesterday"), "wallet_1_ethereum.json", None),
+        ("invalid_timestamp", _with(createdAt=True), "wallet_1_ethereum.json", None),
+        ("invalid_timestamp", _with(createdAt=10**20), "wallet_1_ethereum.json", None),
+        ("chain_mismatch", _with(chain="base-account"), "wallet_1_ethereum.json", None),
+        ("invalid_fid", _with(fid="abc"), "wallet_1_ethereum.json", None),
+        ("invalid_fid", _with(fid=1.5), "wallet_1_ethereum.json", None),
+        ("invalid_fid", _with(fid=True), "wallet_1_ethereum.json", None),
+        ("invalid_fid", _with(fid=_DROP), "wallet_0_ethereum.json", None),
+        ("invalid_fid", _with(fid=_DROP), "wallet_000_ethereum.json", None),
+    ],
+)
+def test_normalize_rejects(reason: str, record: Any, name: str, raw: bytes | None) -> None:
+    assert _reason(record, name, raw=raw) == reason
+
+
+def test_reject_messages_never_carry_values() -> None:
+    secret_ish = BASE["encryptedPrivateKey"]
+    for record in (_with(createdAt=secret_ish), _with(fid=secret_ish), _with(address=secret_ish)):
+        with pytest.raises(_Reject) as info:
+            _normalize(record)
+        assert secret_ish not in info.value.message
+
+
+# --- parallel staging --------------------------------------------------------------------------------------
+
+
+def test_parallel_staging_of_a_generated_store(database_url: str, tmp_path: Path) -> None:
+    secret = "parallel-test-secret"
+    generated = generate_wallet_store(tmp_path / "src", users=3000, secret=secret, seed=11, quirk_rate=0.02)
+    summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "par", secret, workers=2)
+    assert summary.units == 4  # 6001 mapped files in units of 2000
+    assert summary.resumed_units == 0
+    assert summary.files_mapped == generated.mapped_files == 6001
+    assert summary.files_unmapped == generated.unmapped_files == 3
+    assert summary.seen == {"wallets": generated.mapped_files}
+    assert summary.quarantined == generated.expected_quarantined
+    assert summary.staged == {"wallets": generated.expected_loaded, "users": generated.expected_users,
+                              "wallet_metadata": generated.expected_loaded,
+                              "wallet_audit_log": generated.expected_loaded}
+    assert summary.flagged == 0
+    with connect(database_url) as conn:
+        ids = conn.execute("SELECT count(*), count(DISTINCT id), min(id), max(id), count(DISTINCT (fid, chain))"
+                           " FROM wallet__staging.wallets").fetchone()
+        assert ids is not None
+        assert ids[0] == ids[1] == ids[4] == generated.expected_loaded
+        assert ids[2] >= 1 and ids[3] <= generated.mapped_files
+        progress = conn.execute(
+            "SELECT unit_no, records_seen FROM migration.unit_progress WHERE plan_id = %s ORDER BY unit_no",
+            (summary.plan_id,)).fetchall()
+        assert progress == [(0, 2000), (1, 2000), (2, 2000), (3, 1)]
+        kept = conn.execute("SELECT count(*) FROM migration.quarantine WHERE source_file = %s AND reason ="
+                            " 'duplicate_key'", (PREFIX + str(generated.duplicate_quarantined),)).fetchone()
+        assert kept == (1,)
+        outcomes = evaluate_gates(conn, database_url, WALLET_STORE, "par", tmp_path / "docs")
+        assert [o.name for o in outcomes if not o.passed] == []
