@@ -92,6 +92,10 @@ def _selected_stores(names: Sequence[str] | None, root: Path) -> tuple[list[str]
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def _user() -> str:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     env = prepare(args)
     try:
@@ -123,7 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     failures: list[str] = []
     for name in present:
         job = defs.resolve_job_def(job_name(name))
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET,
+        run_config = {**_QUIET, "ops": {f"{name}__live": {"config": {"force": args.force, "requested_by": _user()}}}}
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                         tags={"migration/store": name, "migration/source": "cli"})
         problem = print_store_summary(env.database_url, get_store(name), result.run_id, result)
         if problem:
@@ -175,12 +180,12 @@ def _store_arg(name: str):  # type: ignore[no-untyped-def]
 def cmd_cutover(args: argparse.Namespace) -> int:
     env = prepare(args)
     from migration_pipeline.core.database import connect
-    from migration_pipeline.core.promote import cutover
+    from migration_pipeline.lifecycle import cut_over_with_report
 
     spec = _store_arg(args.store)
     with connect(env.database_url) as conn:
-        cutover(conn, spec, approved_by=args.approved_by)
-    print(f"{spec.name}: cut over, approved by {args.approved_by}")
+        report = cut_over_with_report(conn, spec.name, args.approved_by, None, env.report_dir)
+    print(f"{spec.name}: cut over, approved by {args.approved_by}; report {report}")
     return 0
 
 
@@ -191,7 +196,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     spec = _store_arg(args.store)
     with connect(env.database_url) as conn:
-        rollback(conn, spec, actor=args.actor)
+        rollback(conn, spec, actor=args.actor or _user())
     print(f"{spec.name}: rolled back to the previous live version")
     return 0
 
@@ -226,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--source-root", help="folder holding one folder per store (default: MIGRATION_SOURCE_ROOT)")
     run.add_argument("--store", action="append", help="store to migrate (repeatable; default: all present)")
+    run.add_argument("--force", action="store_true", help="overwrite a cut-over store's live tables (recorded)")
     run.set_defaults(func=cmd_run)
 
     gen = sub.add_parser("generate", help="write a realistic store for tests and benchmarks")
@@ -257,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     back = sub.add_parser("rollback", help="restore the previous live version of a store")
     common(back)
     back.add_argument("--store", required=True)
-    back.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    back.add_argument("--actor", default=None, help="who asks (default: $USER)")
     back.set_defaults(func=cmd_rollback)
 
     ui = sub.add_parser("ui", help="start the Dagster UI on the same database and instance")

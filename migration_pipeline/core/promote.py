@@ -163,5 +163,6 @@ def cutover(conn: psycopg.Connection, spec: StoreSpec, approved_by: str, run_id:
         if not phase.report_path or not Path(phase.report_path).is_file():
             raise PromotionBlockedError(
                 f"{spec.name}: the validation report of run {phase.run_id} is missing; regenerate it first")
-        set_phase(conn, spec.name, "cut_over", run_id=run_id, actor=approved_by, approved_by=approved_by,
-                  note=f"approved by {approved_by}")
+        # store_phase keeps the promoted run (its report is the one approved); the history names this run.
+        set_phase(conn, spec.name, "cut_over", run_id=None, actor=approved_by, approved_by=approved_by,
+                  note=f"approved by {approved_by}" + (f" in run {run_id}" if run_id else ""))

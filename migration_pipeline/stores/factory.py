@@ -17,6 +17,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    Config,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -32,6 +33,14 @@ from migration_pipeline.core.stage import stage_store
 from migration_pipeline.resources import MigrationResource
 
 SCHEMA_ASSET = AssetKey("migration_schema")
+
+
+class PromotionConfig(Config):  # type: ignore[misc]
+    """`force` overwrites a cut-over store's live tables (recorded in the phase history)."""
+
+    force: bool = False
+    requested_by: str = "dagster"
+
 PRE_LIVE_PHASES = ("not_started", "staged", "validated", "rolled_back")
 _ACTOR = "dagster"
 
@@ -154,9 +163,9 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
         description=f"The live {spec.name} tables: the staged tables swapped in atomically after every gate "
         f"passed; the replaced version is kept in {spec.previous_schema} for rollback.",
     )
-    def live(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+    def live(context: AssetExecutionContext, config: PromotionConfig, migration: MigrationResource) -> MaterializeResult:
         with migration.connect() as conn:
-            plan_id = promote(conn, spec, context.run_id, actor=_ACTOR)
+            plan_id = promote(conn, spec, context.run_id, actor=config.requested_by, force=config.force)
         return MaterializeResult(metadata={"plan_id": plan_id, "schema": spec.schema,
                                            "previous_version": spec.previous_schema})
 

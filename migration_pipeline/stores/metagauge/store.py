@@ -293,7 +293,7 @@ def _date(value: Any, field: str) -> date | None:
         raise _Reject("invalid_timestamp", f"{field}: {exc}") from None
 
 
-def _text_list(value: Any, field: str, default: list[str] | None = None) -> list[str | None] | None:
+def _text_list(value: Any, field: str, default: list[str | None] | None = None) -> list[str | None] | None:
     if value is None:
         return default
     if isinstance(value, str):
