@@ -377,3 +377,21 @@ def test_parallel_staging_of_a_generated_store(database_url: str, tmp_path: Path
         assert kept == (1,)
         outcomes = evaluate_gates(conn, database_url, WALLET_STORE, "par", tmp_path / "docs")
         assert [o.name for o in outcomes if not o.passed] == []
+
+
+def test_wrong_secret_flags_every_loaded_key_and_only_those(database_url: str) -> None:
+    summary = stage_store(database_url, WALLET_STORE, SAMPLES, "bad", "not-the-secret", workers=1)
+    assert summary.staged["wallets"] == 16
+    assert summary.flagged == 13  # the duplicate wallet_7_ethereum.json is quarantined, not flagged
+    with_key = sorted(PREFIX + n for n, v in LOADED.items() if v[5])
+    with connect(database_url) as conn:
+        flagged = conn.execute("SELECT source_file, reason FROM migration.flagged_records WHERE plan_id = %s"
+                               " ORDER BY 1", (summary.plan_id,)).fetchall()
+        assert [f[0] for f in flagged] == with_key
+        assert {f[1] for f in flagged} <= {"decrypt_failed", "key_address_mismatch"}
+        (gate,) = WALLET_STORE.gates
+        passed, text, details = gate.evaluate(conn, "wallet", summary.plan_id)
+    assert not passed
+    assert text.startswith("13 of 13 wallet keys fail verification (")
+    assert details["files"] == with_key
+    assert details["keys_checked"] == 13 and details["failing"] == 13

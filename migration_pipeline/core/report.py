@@ -93,7 +93,7 @@ def build_report(
     docs = next((c[3].get("data_docs") for c in checks if c[0].startswith("gx_suite_") and c[3].get("data_docs")), "")
 
     passed_all = bool(checks) and all(c[1] for c in checks)
-    banner_ok = outcome == "promoted" or (outcome == "validated" and passed_all)
+    banner_ok = passed_all and outcome != "blocked"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(spec.name)} validation report</title>"
         f"<style>{_CSS}</style></head><body>",

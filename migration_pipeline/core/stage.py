@@ -285,6 +285,14 @@ def finish_staging(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_
         ddl.quarantine_check_violations(conn, spec, table, plan_id, run_id)
         ddl.resolve_orphans(conn, spec, table, plan_id, run_id, earlier={n for n, p in position.items()
                                                                          if p < position[table.name]})
+    # A flagged record that was then moved to the quarantine (e.g. a later duplicate) is not loaded: its
+    # flag must not block promotion nor be counted against the staged rows.
+    conn.execute(
+        """DELETE FROM migration.flagged_records f USING migration.quarantine q
+           WHERE f.store = %s AND f.plan_id = %s AND q.store = f.store AND q.plan_id = f.plan_id
+             AND q.table_name = f.table_name AND q.source_file = f.source_file AND q.locator = f.locator""",
+        (spec.name, plan_id),
+    )
     ddl.finish_staged_tables(conn, spec, BOOKKEEPING)
     conn.execute(
         "UPDATE migration.staging SET status = 'staged', staged_at = now(), run_id = %s WHERE store = %s",
