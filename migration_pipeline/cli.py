@@ -88,8 +88,9 @@ def _selected_stores(names: Sequence[str] | None, root: Path) -> tuple[list[str]
     return present, absent
 
 
-# The console shows the summary; every event still goes to the instance's event log (and the UI).
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The console shows the summary (a failed step as one line); every event, with its stack trace, still goes
+# to the instance's event log (and the UI).
+_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _user() -> str:
@@ -123,7 +124,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with connect(env.database_url) as conn:
         apply_migrations(conn)
-    instance = DagsterInstance.get()
+    # Runs started at once on a fresh database would race to create Dagster's tables (dagster-postgres then
+    # logs retries on stderr): the first creates them while the others wait.
+    with connect(env.database_url, autocommit=True) as lock:
+        lock.execute("SELECT pg_advisory_lock(hashtext('migration-pipeline:dagster-instance'))")
+        instance = DagsterInstance.get()
     failures: list[str] = []
     for name in present:
         job = defs.resolve_job_def(job_name(name))

@@ -12,6 +12,7 @@ from dagster import (
     in_process_executor,
 )
 
+from migration_pipeline.automation import change_sensor, hourly_schedule
 from migration_pipeline.core.schema import apply_migrations
 from migration_pipeline.lifecycle import cutover_store, rollback_store
 from migration_pipeline.resources import MigrationResource
@@ -51,6 +52,8 @@ defs = Definitions(
         for s in STORES
     ]
     + [cutover_store, rollback_store],
+    sensors=[change_sensor(s, job_name(s.name)) for s in STORES],
+    schedules=[hourly_schedule(s, job_name(s.name)) for s in STORES],
     resources={
         "migration": MigrationResource(
             database_url=EnvVar("DATABASE_URL"),

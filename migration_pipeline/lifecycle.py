@@ -36,7 +36,7 @@ def cut_over_store(context: OpExecutionContext, config: CutoverConfig, migration
     with migration.connect() as conn:
         report = cut_over_with_report(conn, config.store, config.approved_by, context.run_id, migration.reports())
     context.log.info(f"report updated: {report}")
-    context.log.info(f"{spec.name}: cut over, approved by {config.approved_by}")
+    context.log.info(f"{config.store}: cut over, approved by {config.approved_by}")
 
 
 @op(description="Restore the previous live version of a store atomically and record it.")

@@ -231,14 +231,13 @@ def test_killed_run_resumes_without_loss_or_duplicates(
 
     # Dagster recorded the resume in the staged asset's metadata.
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
-    from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
+    from dagster import AssetKey, DagsterInstance
 
     from migration_pipeline.core.database import sqlalchemy_url
 
     monkeypatch.setenv("DAGSTER_PG_URL", sqlalchemy_url(database_url))
     with DagsterInstance.get() as instance:
-        records = instance.get_event_records(EventRecordsFilter(
-            DagsterEventType.ASSET_MATERIALIZATION, asset_key=AssetKey(["wallet", "staged"])))
+        records = instance.fetch_materializations(AssetKey(["wallet", "staged"]), limit=100).records
         metadata = {r.event_log_entry.run_id: r.asset_materialization.metadata for r in records
                     if r.asset_materialization}
     assert set(metadata) == {second_run}

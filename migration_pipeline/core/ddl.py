@@ -88,8 +88,8 @@ def quarantine_duplicates(conn: psycopg.Connection, spec: StoreSpec, table: Tabl
     """Keep the first record (lowest `_seq`) of each natural key; quarantine the rest as duplicate_key."""
     target = _qualified(spec.staging_schema, table.name)
     key_sets: list[tuple[str, Callable[[str], list[sql.Composable]]]] = []
-    if table.unique_key:
-        key_sets.append((", ".join(table.unique_key), partial(_key_columns, table.unique_key)))
+    for unique_key in table.unique_keys:
+        key_sets.append((", ".join(unique_key), partial(_key_columns, unique_key)))
     for column in table.unique_ci:
         key_sets.append((f"{column} (case-insensitive)", partial(_lower_column, column)))
     moved = 0
@@ -190,30 +190,20 @@ def resolve_orphans(
             assert before is not None
             if before[0] == 0:
                 continue
-            conn.execute(
-                sql.SQL("UPDATE {} c SET {} WHERE {}").format(
-                    child, sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(col)) for col in columns),
-                    missing,
-                )
-            )
-            # The rows changed are exactly those now NULL in these columns whose hash we recorded before.
             after = conn.execute(
-                sql.SQL("SELECT coalesce(sum({}), 0) FROM {} c WHERE {} AND c._seq IS NOT NULL").format(
-                    row_hash, child,
-                    sql.SQL(" AND ").join(sql.SQL("c.{} IS NULL").format(sql.Identifier(c)) for c in columns),
+                sql.SQL("WITH changed AS (UPDATE {} c SET {} WHERE {} RETURNING c.*)"
+                        " SELECT coalesce(sum({}), 0) FROM changed").format(
+                    child, sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(col)) for col in columns),
+                    missing, row_hash,
                 )
             ).fetchone()
+            assert after is not None
             conn.execute(
                 """INSERT INTO migration.adjustments (store, plan_id, table_name, reason, message, rows_changed,
                    hash_delta) VALUES (%s, %s, %s, 'reference_set_null', %s, %s, %s)""",
                 (spec.name, plan_id, table.name,
                  f"{', '.join(columns)} pointed to a missing {parent_table} row and was set NULL ({name})",
-                 before[0], before[1]),
-            )
-            conn.execute(
-                "UPDATE migration.adjustments SET hash_delta = hash_delta - %s WHERE store = %s AND plan_id = %s"
-                " AND table_name = %s AND reason = 'reference_set_null' AND message LIKE %s",
-                (after[0] if after else 0, spec.name, plan_id, table.name, f"%({name})"),
+                 before[0], before[1] - after[0]),
             )
             continue
         delete = sql.SQL("DELETE FROM {} c WHERE {} RETURNING c.*").format(child, missing)

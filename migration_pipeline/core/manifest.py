@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from migration_pipeline.core.spec import ManifestEntry
-
-
-def describe_bytes(relative_path: str, data: bytes, *, mapped: bool) -> ManifestEntry:
-    return ManifestEntry(relative_path, len(data), hashlib.sha256(data).hexdigest(), mapped)
 
 
 def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> ManifestEntry:
@@ -17,12 +14,37 @@ def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> Manif
     digest = hashlib.sha256()
     size = 0
     with open(store_dir / relative_path, "rb") as handle:
+        mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
         while block := handle.read(1 << 20):
             digest.update(block)
             size += len(block)
-    return ManifestEntry(relative_path, size, digest.hexdigest(), mapped)
+    return ManifestEntry(relative_path, size, digest.hexdigest(), mapped, mtime_ns)
 
 
-def walk_files(store_dir: Path) -> list[str]:
-    """Every regular file below `store_dir`, as sorted POSIX paths relative to it."""
-    return sorted(p.relative_to(store_dir).as_posix() for p in store_dir.rglob("*") if p.is_file())
+def stat_files(store_dir: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file below `store_dir`, read with stat only (no file is opened)."""
+    found: dict[str, tuple[int, int]] = {}
+    pending = [store_dir]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    found[Path(entry.path).relative_to(store_dir).as_posix()] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def walk_files(store_dir: Path, skip: str | None = None) -> list[str]:
+    """Every regular file below `store_dir` as sorted POSIX paths relative to it, not descending into
+    the relative folder `skip` (a store's bulk folder, listed by the store itself)."""
+    found: list[str] = []
+    for folder, dirs, files in os.walk(store_dir):
+        relative = Path(folder).relative_to(store_dir).as_posix()
+        prefix = "" if relative == "." else relative + "/"
+        if skip is not None:
+            dirs[:] = [d for d in dirs if prefix + d != skip]
+        found.extend(prefix + name for name in files)
+    return sorted(found)

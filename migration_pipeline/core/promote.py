@@ -160,7 +160,9 @@ def cutover(conn: psycopg.Connection, spec: StoreSpec, approved_by: str, run_id:
                 f"{spec.name} is {phase.phase}: only a promoted store can be cut over (promote it first)")
         if phase.run_id is None or failed_checks(conn, spec, phase.run_id, phase.plan_id or ""):
             raise PromotionBlockedError(f"{spec.name}: the latest validation did not pass; cutover refused")
-        if not phase.report_path or not Path(phase.report_path).is_file():
+        # The report must be the promoted run's (`<root>/<store>/<run_id>/report.html`), not an older run's.
+        report = Path(phase.report_path) if phase.report_path else None
+        if report is None or not report.is_file() or report.parent.name != phase.run_id:
             raise PromotionBlockedError(
                 f"{spec.name}: the validation report of run {phase.run_id} is missing; regenerate it first")
         # store_phase keeps the promoted run (its report is the one approved); the history names this run.

@@ -36,8 +36,8 @@ class TableSpec:
     name: str
     description: str
     columns: tuple[Column, ...] = ()
-    # Natural key: a second record with the same key is moved to the quarantine (duplicate_key).
-    unique_key: tuple[str, ...] = ()
+    # Natural keys: a second record with the same values is moved to the quarantine (duplicate_key).
+    unique_keys: tuple[tuple[str, ...], ...] = ()
     # Case-insensitive unique columns (e.g. email): later duplicates are quarantined too.
     unique_ci: tuple[str, ...] = ()
     # For derived tables: SQL that fills it from staged tables ({schema} is the staging schema),
@@ -82,6 +82,7 @@ class ManifestEntry:
     size_bytes: int
     sha256: str
     mapped: bool
+    mtime_ns: int | None = None
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from psycopg import sql
 from migration_pipeline.core import ddl
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.rows import RowEncoder
-from migration_pipeline.core.spec import Batch, ReadContext, StoreSpec, TableSpec, Unit
+from migration_pipeline.core.spec import Batch, ManifestEntry, ReadContext, StoreSpec, TableSpec, Unit
 
 BOOKKEEPING = ("_source_file", "_locator", "_seq")
 
@@ -135,15 +135,16 @@ def _record_unmapped(
     from migration_pipeline.core.manifest import describe_file
 
     entries = [describe_file(store_dir, rel, mapped=False) for rel in unmapped]
-    _copy_manifest(conn, spec.name, plan_id, entries)
+    _copy_manifest(conn.cursor(), spec.name, plan_id, entries)
 
 
-def _copy_manifest(conn: psycopg.Connection, store: str, plan_id: str, entries: Iterable[Any]) -> None:
-    with conn.cursor().copy(
-        "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status) FROM STDIN"
+def _copy_manifest(cur: psycopg.Cursor, store: str, plan_id: str, entries: Iterable[ManifestEntry]) -> None:
+    with cur.copy(
+        "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status, mtime_ns) FROM STDIN"
     ) as copy:
         for e in entries:
-            copy.write_row((store, plan_id, e.path, e.size_bytes, e.sha256, "mapped" if e.mapped else "unmapped"))
+            copy.write_row(
+                (store, plan_id, e.path, e.size_bytes, e.sha256, "mapped" if e.mapped else "unmapped", e.mtime_ns))
 
 
 # --- one unit -------------------------------------------------------------------------------------
@@ -219,11 +220,7 @@ def _write_side_records(cur: psycopg.Cursor, store: str, plan_id: str, run_id: s
             for f in batch.flagged:
                 copy.write_row((store, plan_id, f.table, f.source_file, f.locator, f.reason, f.message))
     if batch.manifest:
-        with cur.copy(
-            "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status) FROM STDIN"
-        ) as copy:
-            for e in batch.manifest:
-                copy.write_row((store, plan_id, e.path, e.size_bytes, e.sha256, "mapped" if e.mapped else "unmapped"))
+        _copy_manifest(cur, store, plan_id, batch.manifest)
 
 
 # --- the process pool -------------------------------------------------------------------------------

@@ -678,11 +678,11 @@ _TS = ("created_at",)
 
 
 def _table(name: str, description: str, columns: tuple[Column, ...], *expectations: Any,
-           unique_key: tuple[str, ...] = ("id",), unique_ci: tuple[str, ...] = ()) -> TableSpec:
+           unique_keys: tuple[tuple[str, ...], ...] = (("id",),), unique_ci: tuple[str, ...] = ()) -> TableSpec:
     flat: list[Any] = []
     for e in expectations:
         flat.extend(e if isinstance(e, tuple) else (e,))
-    return TableSpec(name=name, description=description, columns=columns, unique_key=unique_key,
+    return TableSpec(name=name, description=description, columns=columns, unique_keys=unique_keys,
                      unique_ci=unique_ci, expectations=(ex.rows(name), *flat))
 
 
@@ -702,21 +702,21 @@ METAGAUGE_STORE = StoreSpec(
             ex.unexpected_rows("legacy ids are never UUIDs (a UUID id is kept as the id)",
                                # no regex quantifier braces: GX formats the query with str.format
                                "SELECT id FROM {batch} WHERE length(legacy_id) = 36 AND legacy_id ~* '^[0-9a-f-]+$'"),
-            # API keys are case-sensitive, but the engine's only second-key dedupe is case-insensitive.
-            unique_ci=("email", "api_key"),
+            unique_keys=(("id",), ("api_key",)),  # API keys are case-sensitive
+            unique_ci=("email",),
         ),
         _table(
             "user_onboarding", "A user's onboarding object: social links and default contract, one row per user.",
             ONBOARDING_COLUMNS,
             ex.not_null("id", "user_id"), ex.unique("id", "user_id"), ex.orphans("user_id", "users", "id"),
-            unique_key=("user_id",),
+            unique_keys=(("id",), ("user_id",)),
         ),
         _table(
             "user_preferences", "A user's preferences; keys other than the three known ones in custom_settings.",
             PREFERENCES_COLUMNS,
             ex.not_null("id", "user_id", "custom_settings"), ex.unique("id", "user_id"),
             ex.orphans("user_id", "users", "id"),
-            unique_key=("user_id",),
+            unique_keys=(("id",), ("user_id",)),
         ),
         _table(
             "contracts", "One row per contract configuration; targetContract flattened.",

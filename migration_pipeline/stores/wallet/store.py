@@ -24,7 +24,6 @@ from migration_pipeline.core.spec import (
     Batch,
     Column,
     Discovery,
-    Expectation,
     Flagged,
     Gate,
     ManifestEntry,
@@ -34,6 +33,7 @@ from migration_pipeline.core.spec import (
     Unit,
 )
 from migration_pipeline.core.timestamps import InvalidTimestamp, parse_timestamp
+from migration_pipeline.stores import expectations as ex
 
 WALLET_DIR = "storage/wallets"
 FILE_NAME = re.compile(r"wallet_(\d+)_([a-z0-9][a-z0-9-]*)\.json")
@@ -61,7 +61,7 @@ def discover(store_dir: Path) -> Discovery:
     names = sorted(e.name for e in os.scandir(wallet_dir) if e.is_file()) if wallet_dir.is_dir() else []
     mapped = [n for n in names if FILE_NAME.fullmatch(n)]
     unmapped = [f"{WALLET_DIR}/{n}" for n in names if not FILE_NAME.fullmatch(n)]
-    unmapped += [p for p in walk_files(store_dir) if not p.startswith(WALLET_DIR + "/")]
+    unmapped += walk_files(store_dir, skip=WALLET_DIR)
     units = tuple(
         Unit(number=i // UNIT_SIZE, payload=(i + 1, tuple(mapped[i : i + UNIT_SIZE])))
         for i in range(0, len(mapped), UNIT_SIZE)
@@ -87,9 +87,10 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
         relative = f"{WALLET_DIR}/{name}"
         with open(path, "rb") as handle:
             data = handle.read()
-        batch.manifest.append(ManifestEntry(relative, len(data), hashlib.sha256(data).hexdigest(), True))
+            mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
+        batch.manifest.append(ManifestEntry(relative, len(data), hashlib.sha256(data).hexdigest(), True, mtime_ns))
         try:
-            row, flag = normalize_wallet(name, data, first_seq + offset, key, lambda p=path: os.stat(p).st_mtime)
+            row, flag = normalize_wallet(name, data, first_seq + offset, key, lambda m=mtime_ns: m / 1e9)
         except _Reject as reject:
             batch.quarantine("wallets", relative, "file", reject.reason, reject.message)
             continue
@@ -188,28 +189,6 @@ def _key_verification(conn: psycopg.Connection, store: str, plan_id: str) -> tup
     return False, f"{failing} of {checked} wallet keys fail verification ({reasons})", details
 
 
-def _rows(table: str) -> Expectation:
-    return Expectation("ExpectTableRowCountToEqual", {"value": "$expected_rows"})
-
-
-def _not_null(*columns: str) -> tuple[Expectation, ...]:
-    return tuple(Expectation("ExpectColumnValuesToNotBeNull", {"column": c}) for c in columns)
-
-
-def _orphans(child_column: str, parent: str, parent_column: str) -> Expectation:
-    # GX substitutes {batch} with an aliased subquery, so the batch is wrapped once more to name it.
-    return Expectation(
-        "UnexpectedRowsExpectation",
-        {
-            "description": f"every {child_column} has its {parent} row",
-            "unexpected_rows_query": (
-                f"SELECT c.ref FROM (SELECT {child_column} AS ref FROM {{batch}}) c WHERE c.ref IS NOT NULL"
-                f" AND NOT EXISTS (SELECT 1 FROM $schema.{parent} p WHERE p.{parent_column} = c.ref)"
-            ),
-        },
-    )
-
-
 WALLET_STORE = StoreSpec(
     name="wallet",
     description="Per-user wallet files with AES-encrypted private keys (seeds 000, 001).",
@@ -219,31 +198,24 @@ WALLET_STORE = StoreSpec(
             name="wallets",
             description="One row per wallet file: address, encrypted key and iv as stored, chain and type.",
             columns=WALLET_COLUMNS,
-            unique_key=("fid", "chain"),
+            unique_keys=(("id",), ("fid", "chain")),
             expectations=(
-                _rows("wallets"),
-                *_not_null("id", "fid", "address", "chain", "wallet_type", "created_at"),
-                Expectation("ExpectColumnValuesToMatchRegex", {"column": "address", "regex": "^0x[0-9a-fA-F]{40}$"}),
-                Expectation("ExpectColumnValuesToMatchRegex", {"column": "iv", "regex": "^[0-9a-fA-F]{32}$"}),
-                Expectation("ExpectColumnValuesToBeUnique", {"column": "id"}),
-                Expectation("ExpectCompoundColumnsToBeUnique", {"column_list": ["fid", "chain"]}),
-                Expectation("ExpectColumnValuesToBeBetween", {"column": "fid", "min_value": 1}),
-                Expectation(
-                    "UnexpectedRowsExpectation",
-                    {
-                        "description": "wallet_type is 'trading' for ethereum, else the chain name",
-                        "unexpected_rows_query": "SELECT id, fid, chain, wallet_type FROM {batch} WHERE wallet_type"
-                        " <> CASE WHEN chain = 'ethereum' THEN 'trading' ELSE chain END",
-                    },
+                ex.rows(),
+                *ex.not_null("id", "fid", "address", "chain", "wallet_type", "created_at"),
+                ex.matches("address", "^0x[0-9a-fA-F]{40}$"),
+                ex.matches("iv", "^[0-9a-fA-F]{32}$"),
+                *ex.unique("id"),
+                ex.compound_unique(["fid", "chain"]),
+                ex.between("fid", min_value=1),
+                ex.unexpected_rows(
+                    "wallet_type is 'trading' for ethereum, else the chain name",
+                    "SELECT id, fid, chain, wallet_type FROM {batch}"
+                    " WHERE wallet_type <> CASE WHEN chain = 'ethereum' THEN 'trading' ELSE chain END",
                 ),
-                Expectation(
-                    "UnexpectedRowsExpectation",
-                    {
-                        "description": "a key always comes with its iv, and every ethereum wallet has a key",
-                        "unexpected_rows_query": "SELECT id, fid, chain FROM {batch} WHERE"
-                        " (encrypted_private_key IS NULL) <> (iv IS NULL)"
-                        " OR (chain = 'ethereum' AND encrypted_private_key IS NULL)",
-                    },
+                ex.unexpected_rows(
+                    "a key always comes with its iv, and every ethereum wallet has a key",
+                    "SELECT id, fid, chain FROM {batch} WHERE (encrypted_private_key IS NULL) <> (iv IS NULL)"
+                    " OR (chain = 'ethereum' AND encrypted_private_key IS NULL)",
                 ),
             ),
         ),
@@ -254,10 +226,10 @@ WALLET_STORE = StoreSpec(
             " SELECT fid, min(created_at), min(created_at) FROM {schema}.wallets GROUP BY fid ORDER BY fid",
             expected_rows_sql="SELECT count(DISTINCT fid) FROM {schema}.wallets",
             expectations=(
-                _rows("users"),
-                *_not_null("id", "fid", "created_at"),
-                Expectation("ExpectColumnValuesToBeUnique", {"column": "fid"}),
-                Expectation("ExpectColumnValuesToBeBetween", {"column": "fid", "min_value": 1}),
+                ex.rows(),
+                *ex.not_null("id", "fid", "created_at"),
+                *ex.unique("fid"),
+                ex.between("fid", min_value=1),
             ),
         ),
         TableSpec(
@@ -266,10 +238,10 @@ WALLET_STORE = StoreSpec(
             derive_sql="INSERT INTO {schema}.wallet_metadata (wallet_id) SELECT id FROM {schema}.wallets ORDER BY id",
             expected_rows_sql="SELECT count(*) FROM {schema}.wallets",
             expectations=(
-                _rows("wallet_metadata"),
-                *_not_null("wallet_id"),
-                Expectation("ExpectColumnValuesToBeUnique", {"column": "wallet_id"}),
-                _orphans("wallet_id", "wallets", "id"),
+                ex.rows(),
+                *ex.not_null("wallet_id"),
+                *ex.unique("wallet_id"),
+                ex.orphans("wallet_id", "wallets", "id"),
             ),
         ),
         TableSpec(
@@ -279,11 +251,11 @@ WALLET_STORE = StoreSpec(
             " SELECT id, 'migrated', {run_id} FROM {schema}.wallets ORDER BY id",
             expected_rows_sql="SELECT count(*) FROM {schema}.wallets",
             expectations=(
-                _rows("wallet_audit_log"),
-                *_not_null("wallet_id", "accessed_by"),
-                Expectation("ExpectColumnValuesToBeInSet", {"column": "action", "value_set": ["migrated"]}),
-                Expectation("ExpectColumnValuesToBeUnique", {"column": "wallet_id"}),
-                _orphans("wallet_id", "wallets", "id"),
+                ex.rows(),
+                *ex.not_null("wallet_id", "accessed_by"),
+                ex.in_set("action", ["migrated"]),
+                *ex.unique("wallet_id"),
+                ex.orphans("wallet_id", "wallets", "id"),
             ),
         ),
     ),

@@ -1,0 +1,383 @@
+"""The lifecycle of a store against a real PostgreSQL: every phase transition is recorded, the backup
+is written first and verifies, promotion refuses what it must, rollback restores the previous live
+version exactly, cutover needs a promotion and a report and then protects the live tables.
+
+Core functions are called directly wherever the test is not about Dagster (fast); the Dagster jobs
+(`migrate_wallet`, `cutover_store`) run in-process where the behaviour under test is theirs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from dagster import DagsterInstance
+from psycopg import sql
+
+from migration_pipeline.core.database import connect
+from migration_pipeline.core.errors import PromotionBlockedError
+from migration_pipeline.core.promote import get_phase, promote, rollback, set_phase
+from migration_pipeline.core.reconcile import CheckOutcome, current_plan, evaluate_gates, record_outcomes
+from migration_pipeline.core.report import build_report
+from migration_pipeline.core.stage import stage_store
+from migration_pipeline.definitions import defs, job_name
+from migration_pipeline.lifecycle import cut_over_with_report
+from migration_pipeline.stores.wallet import WALLET_STORE
+from migration_pipeline.stores.wallet.generate import generate_wallet_store
+
+from .conftest import SAMPLE_SECRET, SAMPLES
+
+SPEC = WALLET_STORE
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two different generated wallet stores (read-only for the tests): A = 50 users, B = 60 users."""
+    a = tmp_path_factory.mktemp("root_a")
+    b = tmp_path_factory.mktemp("root_b")
+    generate_wallet_store(a, users=50, secret=SAMPLE_SECRET, seed=1, quirk_rate=0.0, processes=1)
+    generate_wallet_store(b, users=60, secret=SAMPLE_SECRET, seed=2, quirk_rate=0.0, processes=1)
+    return {"A": a, "B": b}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(conn: psycopg.Connection, schema: str = SPEC.schema) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table of `schema` as its full rows (every column), in a total order."""
+    tables = [t for (t,) in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", (schema,)).fetchall()]
+    assert tables, f"schema {schema} has no tables"
+    out = {}
+    for table in tables:
+        rows = conn.execute(sql.SQL("SELECT * FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+        out[table] = sorted(rows.fetchall(), key=repr)
+    return out
+
+
+def stage_and_gate(url: str, root: Path, run_id: str, docs: Path, secret: str = SAMPLE_SECRET) -> list[CheckOutcome]:
+    stage_store(url, SPEC, root, run_id, secret, workers=1)
+    with connect(url) as conn:
+        return evaluate_gates(conn, url, SPEC, run_id, docs / run_id)
+
+
+def stage_gate_promote(url: str, root: Path, run_id: str, docs: Path, actor: str = "tester") -> None:
+    outcomes = stage_and_gate(url, root, run_id, docs)
+    assert [o.name for o in outcomes if not o.passed] == []
+    with connect(url) as conn:
+        promote(conn, SPEC, run_id, actor=actor)
+
+
+def history(conn: psycopg.Connection, store: str = SPEC.name) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT from_phase, to_phase, actor, run_id, note FROM migration.phase_history WHERE store = %s ORDER BY id",
+        (store,)).fetchall()
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, url: str, root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    reports, backups = tmp_path / "reports", tmp_path / "backups"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("MIGRATION_SOURCE_ROOT", str(root))
+    monkeypatch.setenv("MIGRATION_REPORT_DIR", str(reports))
+    monkeypatch.setenv("MIGRATION_BACKUP_DIR", str(backups))
+    monkeypatch.setenv("ENCRYPTION_SECRET", SAMPLE_SECRET)
+    return reports, backups
+
+
+def failure_text(result: Any) -> str:
+    """Every message of every step failure, including the chained causes (the op's own exception)."""
+    texts = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
+            error = event.step_failure_data.error
+            while error is not None:
+                texts.append(f"{error.cls_name}: {error.message}")
+                error = error.cause
+    return "\n".join(texts)
+
+
+# --- 1. the real Dagster job: every transition recorded, backup first and verified -----------------
+
+
+def test_migrate_job_records_every_transition_and_a_verified_backup(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports, backups = set_env(monkeypatch, database_url, SAMPLES, tmp_path)
+
+    result = defs.resolve_job_def(job_name("wallet")).execute_in_process(instance=DagsterInstance.ephemeral())
+    assert result.success
+    run_id = result.run_id
+
+    with connect(database_url) as conn:
+        assert [h[:4] for h in history(conn)] == [
+            ("not_started", "staged", "dagster", run_id),
+            ("staged", "validated", "dagster", run_id),
+            ("validated", "promoted", "dagster", run_id),
+        ]
+        assert history(conn, "metagauge") == []
+        phase = get_phase(conn, "wallet")
+        assert (phase.phase, phase.run_id, phase.approved_by) == ("promoted", run_id, None)
+        rows = conn.execute(
+            "SELECT archive_path, sha256, files, bytes, manifest_path FROM migration.backups WHERE store = 'wallet'"
+        ).fetchall()
+
+    # Exactly one backup; its archive exists in the backup dir and its recorded SHA-256 is the file's.
+    assert len(rows) == 1
+    archive_path, sha, files, size, manifest_path = rows[0]
+    archive = Path(archive_path)
+    assert archive.is_file()
+    assert archive.parent == backups.resolve()
+    assert sha == _sha256(archive)
+
+    # The manifest lists every file under data_samples/wallet with its SHA-256, and nothing else.
+    store_dir = SAMPLES / "wallet"
+    expected = {p.relative_to(store_dir).as_posix(): _sha256(p) for p in store_dir.rglob("*") if p.is_file()}
+    assert "EXPECTED.md" in expected and "storage/wallets/.DS_Store" in expected
+    manifest = json.loads(Path(manifest_path).read_text())
+    assert manifest == expected
+    assert files == len(expected)
+    assert size == sum((store_dir / rel).stat().st_size for rel in expected)
+    # ... and the archive holds exactly those files, byte for byte.
+    with tarfile.open(archive) as tar:
+        members = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest()  # type: ignore[union-attr]
+                   for m in tar.getmembers()}
+    assert members == expected
+
+    # The report of the run shows the backup's SHA-256 and the phase history.
+    report = Path(phase.report_path or "")
+    assert report == (reports / "wallet" / run_id / "report.html").resolve()
+    text = report.read_text(encoding="utf-8")
+    assert f"SHA-256 <code>{sha}</code>" in text
+    assert str(archive) in text
+    assert "<td>validated</td><td>promoted</td><td>dagster</td>" in text
+
+
+# --- 2. rollback ----------------------------------------------------------------------------------
+
+
+def test_rollback_restores_previous_exactly_and_a_second_rollback_swaps_back(
+    database_url: str, roots: dict[str, Path], tmp_path: Path
+) -> None:
+    stage_gate_promote(database_url, roots["A"], "run-a", tmp_path)
+    with connect(database_url) as conn:
+        live_a = snapshot(conn)
+    assert len(live_a["users"]) == 50
+
+    stage_gate_promote(database_url, roots["B"], "run-b", tmp_path)
+    with connect(database_url) as conn:
+        live_b = snapshot(conn)
+        assert live_b != live_a
+        assert len(live_b["users"]) == 60
+        assert snapshot(conn, SPEC.previous_schema) == live_a
+
+        rollback(conn, SPEC, actor="alice")
+        assert snapshot(conn) == live_a
+        assert snapshot(conn, SPEC.previous_schema) == live_b
+        phase = get_phase(conn, "wallet")
+        assert phase.phase == "rolled_back"
+        last = history(conn)[-1]
+        assert last[:4] == ("promoted", "rolled_back", "alice", None)
+        assert phase.plan_id and phase.plan_id in last[4]
+
+        # A second rollback swaps the two versions again: B is live once more (documented behaviour).
+        rollback(conn, SPEC, actor="bob", run_id="r-2")
+        assert snapshot(conn) == live_b
+        assert snapshot(conn, SPEC.previous_schema) == live_a
+        assert history(conn)[-1][:4] == ("rolled_back", "rolled_back", "bob", "r-2")
+        assert [h[1] for h in history(conn)] == ["promoted", "promoted", "rolled_back", "rolled_back"]
+
+
+def test_rollback_without_a_previous_version_is_refused(database_url: str) -> None:
+    with connect(database_url) as conn:
+        before = snapshot(conn)
+        with pytest.raises(PromotionBlockedError, match="no previous version to roll back to"):
+            rollback(conn, SPEC, actor="alice")
+        assert snapshot(conn) == before
+        assert history(conn) == []
+
+
+# --- 3. cutover -----------------------------------------------------------------------------------
+
+
+def test_cutover_needs_promotion_and_report_then_protects_live_until_forced(
+    database_url: str, roots: dict[str, Path], tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports"
+    with connect(database_url) as conn:
+        with pytest.raises(PromotionBlockedError, match="wallet is not_started: only a promoted store can be cut over"):
+            cut_over_with_report(conn, "wallet", "alice", None, reports)
+        assert get_phase(conn, "wallet").phase == "not_started"
+        assert history(conn) == []
+
+    stage_gate_promote(database_url, roots["A"], "run-a", tmp_path)
+    with connect(database_url) as conn:
+        # Promoted, but the run's report is missing: refused.
+        with pytest.raises(PromotionBlockedError, match="validation report of run run-a is missing"):
+            cut_over_with_report(conn, "wallet", "alice", None, reports)
+        assert get_phase(conn, "wallet").phase == "promoted"
+        build_report(conn, SPEC, "run-a", reports, outcome="promoted")
+
+        report = cut_over_with_report(conn, "wallet", "alice", None, reports)
+        phase = get_phase(conn, "wallet")
+        assert (phase.phase, phase.approved_by, phase.run_id) == ("cut_over", "alice", "run-a")
+        assert history(conn)[-1] == ("promoted", "cut_over", "alice", None, "approved by alice")
+        assert report == reports / "wallet" / "run-a" / "report.html"
+        assert "approved by <b>alice</b>" in report.read_text(encoding="utf-8")
+        live_a = snapshot(conn)
+
+    # A new run re-stages and passes every gate, but may not overwrite a cut-over store's tables.
+    outcomes = stage_and_gate(database_url, roots["B"], "run-b", tmp_path)
+    assert all(o.passed for o in outcomes)
+    with connect(database_url) as conn:
+        with pytest.raises(PromotionBlockedError, match="--force") as blocked:
+            promote(conn, SPEC, "run-b", actor="bob")
+        assert "wallet is cut over" in str(blocked.value)
+        assert snapshot(conn) == live_a
+        assert get_phase(conn, "wallet").phase == "cut_over"
+        assert current_plan(conn, "wallet")[1] == "staged"
+
+        promote(conn, SPEC, "run-b", actor="bob", force=True)
+        live_b = snapshot(conn)
+        assert len(live_b["users"]) == 60
+        assert snapshot(conn, SPEC.previous_schema) == live_a
+        assert history(conn)[-1] == ("cut_over", "promoted", "bob", "run-b", "forced over cut_over")
+        phase = get_phase(conn, "wallet")
+        assert (phase.phase, phase.run_id, phase.approved_by) == ("promoted", "run-b", None)
+
+        # The report on record is run-a's: it does not approve run-b's promotion.
+        with pytest.raises(PromotionBlockedError, match="validation report of run run-b is missing"):
+            cut_over_with_report(conn, "wallet", "carol", None, reports)
+        build_report(conn, SPEC, "run-b", reports, outcome="promoted")
+        cut_over_with_report(conn, "wallet", "carol", None, reports)
+        assert get_phase(conn, "wallet").phase == "cut_over"
+
+        # Rollback from cut_over restores the version cut over before (A) exactly.
+        rollback(conn, SPEC, actor="carol")
+        assert snapshot(conn) == live_a
+        assert history(conn)[-1][:3] == ("cut_over", "rolled_back", "carol")
+        assert [h[1] for h in history(conn)] == ["promoted", "cut_over", "promoted", "cut_over", "rolled_back"]
+
+
+# --- 4. the Dagster cutover job -------------------------------------------------------------------
+
+
+def test_cutover_job_with_config(
+    database_url: str, roots: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports, _ = set_env(monkeypatch, database_url, roots["A"], tmp_path)
+    job = defs.resolve_job_def("cutover_store")
+    config = {"ops": {"cut_over_store": {"config": {"store": "wallet", "approved_by": "bob"}}}}
+
+    # Not promoted: the run fails, the phase is unchanged.
+    refused = job.execute_in_process(run_config=config, instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not refused.success
+    assert "only a promoted store can be cut over" in failure_text(refused)
+    with connect(database_url) as conn:
+        assert get_phase(conn, "wallet").phase == "not_started"
+        assert history(conn) == []
+
+    stage_gate_promote(database_url, roots["A"], "run-a", tmp_path)
+    with connect(database_url) as conn:
+        build_report(conn, SPEC, "run-a", reports, outcome="promoted")
+
+    result = job.execute_in_process(run_config=config, instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success, failure_text(result)
+    with connect(database_url) as conn:
+        phase = get_phase(conn, "wallet")
+        assert (phase.phase, phase.approved_by, phase.run_id) == ("cut_over", "bob", "run-a")
+        assert history(conn)[-1] == ("promoted", "cut_over", "bob", None, f"approved by bob in run {result.run_id}")
+    assert "approved by <b>bob</b>" in (reports / "wallet" / "run-a" / "report.html").read_text(encoding="utf-8")
+
+    # And the rollback job, with its config, from cut_over.
+    back = defs.resolve_job_def("rollback_store").execute_in_process(
+        run_config={"ops": {"roll_back_store": {"config": {"store": "wallet", "requested_by": "carol"}}}},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert back.success, failure_text(back)
+    with connect(database_url) as conn:
+        assert get_phase(conn, "wallet").phase == "rolled_back"
+        assert history(conn)[-1][:4] == ("cut_over", "rolled_back", "carol", back.run_id)
+        assert conn.execute("SELECT count(*) FROM wallet.users").fetchone() == (0,)
+
+
+# --- 5. promotion refusals ------------------------------------------------------------------------
+
+
+def test_promotion_refused_when_a_gate_of_this_run_failed(
+    database_url: str, roots: dict[str, Path], tmp_path: Path
+) -> None:
+    # A recorded failing outcome of this run blocks, even though every real gate passed.
+    outcomes = stage_and_gate(database_url, roots["A"], "run-a", tmp_path)
+    assert all(o.passed for o in outcomes)
+    with connect(database_url) as conn:
+        before = snapshot(conn)
+        plan_id, _ = current_plan(conn, "wallet")
+        record_outcomes(conn, "wallet", plan_id, "run-a",
+                        [CheckOutcome("checksum_reconciliation", False, "checksum differs for wallets")])
+        with pytest.raises(PromotionBlockedError,
+                           match="wallet: promotion blocked by gate checksum_reconciliation: checksum differs for "
+                                 "wallets$"):
+            promote(conn, SPEC, "run-a", actor="tester")
+        assert snapshot(conn) == before
+        assert current_plan(conn, "wallet") == (plan_id, "staged")
+        assert get_phase(conn, "wallet").phase == "not_started"
+
+    # A wrong secret: key verification fails, promotion is blocked by it.
+    outcomes = stage_and_gate(database_url, roots["A"], "run-w", tmp_path, secret="not-the-secret")
+    assert [o.name for o in outcomes if not o.passed] == ["key_verification"]
+    with connect(database_url) as conn:
+        with pytest.raises(PromotionBlockedError, match="promotion blocked by gate key_verification"):
+            promote(conn, SPEC, "run-w", actor="tester")
+        assert snapshot(conn) == before
+        assert history(conn) == []
+
+
+def test_promotion_refused_when_another_run_staged_the_data(
+    database_url: str, roots: dict[str, Path], tmp_path: Path
+) -> None:
+    stage_gate_promote(database_url, roots["A"], "run-a", tmp_path)
+    outcomes = stage_and_gate(database_url, roots["B"], "run-1", tmp_path)
+    assert all(o.passed for o in outcomes)
+    stage_store(database_url, SPEC, roots["B"], "run-2", SAMPLE_SECRET, workers=1)  # restaged by another run
+    with connect(database_url) as conn:
+        before = snapshot(conn)
+        with pytest.raises(PromotionBlockedError, match="the staged data belongs to run run-2, not run-1"):
+            promote(conn, SPEC, "run-1", actor="tester")
+        # run-2 staged but never ran its gates: refused too, naming a gate that did not run.
+        with pytest.raises(PromotionBlockedError, match="blocked by gate row_count_reconciliation: did not run"):
+            promote(conn, SPEC, "run-2", actor="tester")
+        assert snapshot(conn) == before
+        assert len(before["users"]) == 50
+        assert [h[:4] for h in history(conn)] == [("not_started", "promoted", "tester", "run-a")]
+
+
+# --- 6. status ------------------------------------------------------------------------------------
+
+
+def test_status_command_prints_every_store_with_its_phase(database_url: str, tmp_path: Path) -> None:
+    with connect(database_url) as conn:
+        set_phase(conn, "wallet", "validated", run_id="run-xyz", actor="tester")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATION_", "DAGSTER_"))}
+    env.update({"DAGSTER_HOME": str(tmp_path / "dagster_home"), "MIGRATION_SOURCE_ROOT": str(SAMPLES),
+                "MIGRATION_REPORT_DIR": str(tmp_path / "reports")})
+    done = subprocess.run(
+        [sys.executable, "-m", "migration_pipeline.cli", "status", "--database-url", database_url],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["store", "phase", "last", "run", "changed", "approved", "by", "last", "report"]
+    by_store = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(by_store) == {"wallet", "metagauge"}
+    assert by_store["wallet"][1:3] == ["validated", "run-xyz"]
+    assert by_store["metagauge"][1:3] == ["not_started", "-"]

@@ -1,0 +1,251 @@
+"""End to end, as a person would: `migration-pipeline ui` (real `dagster dev` on a real PostgreSQL), driven
+with headless Chromium (Debian's package, /usr/bin/chromium), plus the validation report rendered to PNG.
+
+Screenshots go to the test's tmp dir (pytest prints it on failure; `--basetemp DIR` keeps them in one place).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from migration_pipeline_tests.conftest import REPO, SAMPLES
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="headless browser missing: /usr/bin/chromium (apt-get install -y chromium; .ci/run installs it)")
+
+LOCATION = "migration_pipeline.definitions"
+WALLET_CHECKS = ("row_count_reconciliation", "checksum_reconciliation", "key_verification",
+                 "gx_suite_wallets", "gx_suite_users", "gx_suite_wallet_metadata", "gx_suite_wallet_audit_log")
+UI_START_TIMEOUT = 90
+RUN_TIMEOUT = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli_env(tmp: Path) -> dict[str, str]:
+    """The environment of a person in the repo: the instance, reports and backups in the test's tmp dir."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "DAGSTER_PG_URL", "MIGRATION_SOURCE_ROOT", "ENCRYPTION_SECRET")}
+    env.update(DAGSTER_HOME=str(tmp / "dagster_home"), MIGRATION_REPORT_DIR=str(tmp / "reports"),
+               MIGRATION_BACKUP_DIR=str(tmp / "backups"), PYTHONUNBUFFERED="1")
+    return env
+
+
+@contextmanager
+def dagster_ui(database_url: str, source_root: Path, tmp: Path) -> Iterator[str]:
+    """`migration-pipeline ui` in its own process group; yields its base URL; kills the group at the end."""
+    port = _free_port()
+    log_path = tmp / "dagster_ui.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "migration_pipeline.cli", "ui", "--database-url", database_url,
+             "--env-file", str(SAMPLES / "sample.env"), "--source-root", str(source_root), "--port", str(port)],
+            cwd=REPO, env=_cli_env(tmp), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + UI_START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"migration-pipeline ui exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/server_info", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"Dagster UI not up after {UI_START_TIMEOUT}s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+@contextmanager
+def browser_page(width: int = 1600, height: int = 1000) -> Iterator:  # type: ignore[type-arg]
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def _materialize_wallet_group(page, base: str, shots: Path, tag: str) -> str:  # type: ignore[no-untyped-def]
+    """Open the wallet asset group, click "Materialize all", confirm; return the launched run's short id."""
+    page.goto(f"{base}/locations/{LOCATION}/asset-groups/wallet")
+    page.get_by_text("validation_report", exact=True).first.wait_for()
+    page.screenshot(path=shots / f"{tag}_1_group.png")
+    page.get_by_role("button", name="Materialize all").click()
+    # migration_schema is upstream of the group but not in it: Dagster asks "Are you sure?" (the
+    # fixture's database already has the schema applied).
+    confirm = page.get_by_role("button", name="Confirm")
+    launched = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+    confirm.or_(launched).first.wait_for()
+    if confirm.is_visible():
+        page.screenshot(path=shots / f"{tag}_2_confirm.png")
+        confirm.click()
+    launched.wait_for()
+    match = re.search(r"Launched run ([0-9a-f]{8})", launched.inner_text())
+    assert match, launched.inner_text()
+    return match.group(1)
+
+
+def _wait_for_run(page, base: str, short_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Poll the Runs page until the run's row shows a final status; return that status as shown."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    status = ""
+    while time.monotonic() < deadline:
+        page.goto(f"{base}/runs")
+        link = page.locator(f'a[href^="/runs/{short_id}"]').first
+        link.wait_for()
+        row = link.locator("xpath=ancestor::div[contains(@class, 'RunsFeedRow_rowGrid')]").first
+        text = row.inner_text()
+        found = re.search(r"\b(Success|Failure|Canceled|Queued|Starting|Started|Canceling)\b", text)
+        status = found.group(1) if found else text
+        if status in ("Success", "Failure", "Canceled"):
+            return status
+        time.sleep(2)
+    pytest.fail(f"run {short_id} still {status!r} after {RUN_TIMEOUT}s")
+
+
+def _check_statuses(page, base: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The Checks tab of wallet/staged: check name -> status shown in the list ("Succeeded", "Failed")."""
+    page.goto(f"{base}/assets/wallet/staged?view=checks")
+    page.locator('div[title="key_verification"]').first.wait_for()
+    page.get_by_text(re.compile(r"^Checks \(\d+\)$")).wait_for()
+    statuses = {}
+    for name in WALLET_CHECKS:
+        # The list entry: <span><div title=NAME>…</div><span>STATUS</span></span>
+        statuses[name] = page.locator(f'div[title="{name}"] + span').first.inner_text().strip()
+    return statuses
+
+
+def _point_wallet_at_foreign_address(source_root: Path) -> tuple[str, str]:
+    """Replace wallet_1_ethereum.json's address with another valid EIP-55 address: its key now derives a
+    different address, which only key_verification can notice."""
+    from migration_pipeline.core.keys import derive_address, to_checksum_address
+
+    path = source_root / "wallet" / "storage" / "wallets" / "wallet_1_ethereum.json"
+    text = path.read_text()
+    old = json.loads(text)["address"]
+    new = to_checksum_address(derive_address("0x" + "4c" * 32))
+    assert new.lower() != old.lower()
+    path.write_text(text.replace(old, new))
+    return old, new
+
+
+@needs_chromium
+def test_materialize_wallet_in_the_dagster_ui(database_url: str, tmp_path: Path) -> None:
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    source_root = tmp_path / "source"
+    shutil.copytree(SAMPLES / "wallet", source_root / "wallet")
+
+    with dagster_ui(database_url, source_root, tmp_path) as base, browser_page() as page:
+        # 1. A clean store: every gate passes, wallet/live is promoted.
+        run1 = _materialize_wallet_group(page, base, shots, "run1")
+        status = _wait_for_run(page, base, run1)
+        page.screenshot(path=shots / "run1_3_runs.png")
+        assert status == "Success", f"run {run1} shows {status} in the Runs page (see {shots})"
+
+        statuses = _check_statuses(page, base)
+        page.get_by_text("key_verification", exact=True).first.click()
+        page.get_by_text("all 13 keys decrypt and derive their stored address").wait_for()
+        page.screenshot(path=shots / "run1_4_checks.png")
+        assert statuses == {name: "Succeeded" for name in WALLET_CHECKS}, statuses
+        assert page.get_by_text("Passed", exact=True).first.is_visible()
+
+        # 2. One wallet's address replaced by another valid one: its key derives a different address.
+        _point_wallet_at_foreign_address(source_root)
+        run2 = _materialize_wallet_group(page, base, shots, "run2")
+        status = _wait_for_run(page, base, run2)
+        page.screenshot(path=shots / "run2_3_runs.png")
+        assert status == "Failure", f"run {run2} shows {status} in the Runs page (see {shots})"
+
+        statuses = _check_statuses(page, base)
+        page.get_by_text("key_verification", exact=True).first.click()
+        page.get_by_text("1 of 13 wallet keys fail verification").first.wait_for()
+        page.screenshot(path=shots / "run2_4_checks.png")
+        assert statuses["key_verification"] == "Failed", statuses
+        assert all(s == "Succeeded" for n, s in statuses.items() if n != "key_verification"), statuses
+
+        # The run page: wallet__live was not executed because the blocking gate failed.
+        page.goto(f"{base}/runs")
+        page.locator(f'a[href^="/runs/{run2}"]').first.click()
+        page.get_by_text(re.compile(r"^Not executed \(2\)$")).wait_for()
+        page.get_by_text("Dependencies for step wallet__live failed").first.wait_for()
+        page.screenshot(path=shots / "run2_5_run.png")
+
+        # wallet/live: the failed run did not materialize it; the last materialization is still run 1's.
+        page.goto(f"{base}/assets/wallet/live?view=events")
+        banner = page.get_by_text(re.compile(rf"Run\s+{run2}\s+failed, and did not materialize this asset"))
+        banner.wait_for()
+        page.get_by_text(re.compile(rf"Materialized in run\s+{run1}")).first.wait_for()
+        page.screenshot(path=shots / "run2_6_live_events.png")
+        assert page.get_by_text(re.compile(rf"Materialized in run\s+{run2}")).count() == 0
+
+
+@needs_chromium
+def test_validation_report_renders(database_url: str, tmp_path: Path) -> None:
+    env = _cli_env(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "migration_pipeline.cli", "run", "--database-url", database_url,
+         "--env-file", str(SAMPLES / "sample.env"), "--source-root", str(SAMPLES), "--store", "wallet"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    reports = sorted((tmp_path / "reports" / "wallet").glob("*/report.html"), key=lambda p: p.stat().st_mtime)
+    assert reports, f"no report.html under {tmp_path / 'reports'}:\n{done.stdout}"
+    report = reports[-1]
+
+    png = tmp_path / "report.png"
+    with browser_page(width=1280, height=900) as page:
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        page.screenshot(path=png, full_page=True)
+        text = page.locator("body").inner_text()
+
+    for table in ("wallets", "users", "wallet_metadata", "wallet_audit_log"):
+        assert table in text, table
+    assert "passed" in text
+    for reason in ("bad_checksum", "duplicate_key", "empty_file", "fid_mismatch", "invalid_address",
+                   "invalid_iv", "invalid_json", "not_an_object"):
+        assert reason in text, reason
+    assert png.stat().st_size > 20_000, png.stat().st_size
