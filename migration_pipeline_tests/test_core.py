@@ -1,0 +1,150 @@
+"""The engine's building blocks against a real PostgreSQL: row encoding and hashing, versioned DDL,
+the generic integrity rules and timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from migration_pipeline.core import ddl
+from migration_pipeline.core.database import connect
+from migration_pipeline.core.errors import SchemaDriftError
+from migration_pipeline.core.rows import RowEncoder, sql_row_hash
+from migration_pipeline.core.schema import apply_migrations
+from migration_pipeline.core.spec import Column
+from migration_pipeline.core.stage import BOOKKEEPING
+from migration_pipeline.core.timestamps import InvalidTimestamp, parse_timestamp
+from migration_pipeline.stores.wallet import WALLET_STORE
+
+AWKWARD_COLUMNS = (
+    Column("i", "int"),
+    Column("n", "numeric"),
+    Column("t", "text"),
+    Column("b", "bool"),
+    Column("ts", "timestamptz"),
+    Column("d", "date"),
+    Column("u", "uuid"),
+    Column("a", "text[]"),
+    Column("j", "jsonb"),
+)
+AWKWARD_ROWS = [
+    (1, Decimal("123456789012345678901234567890.123400"), "tab\there\nnew\\line \"q\" ünïcødé 🚀",
+     True, datetime(2025, 10, 11, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=-5))), date(2024, 2, 29),
+     "3F2504E0-4F89-11D3-9A0C-0305E82C3301", ["a", 'b"c', "d\\e", None, "ü, {x}"], {"k": [1, 2.5, None], "é": "x"}),
+    (2, Decimal("0"), "", False, datetime(1970, 1, 1, tzinfo=UTC), date(1, 1, 1), None, [], None),
+    (3, None, None, None, None, None, None, None, {"nested": {"deep": [{"a": None}]}}),
+    (-9223372036854775808, Decimal("-1E+3"), "\x01\x1f control", True,
+     datetime(2262, 4, 11, 23, 47, 16, 854775 // 1, tzinfo=UTC), date(9999, 12, 31),
+     "00000000-0000-0000-0000-000000000000", ["", " "], [1, "two"]),
+]
+
+
+def test_copy_text_and_row_hash_agree_with_postgresql(database_url: str) -> None:
+    encoder = RowEncoder(AWKWARD_COLUMNS)
+    with connect(database_url) as conn:
+        conn.execute("""CREATE TABLE awkward (i bigint, n numeric, t text, b boolean, ts timestamptz, d date, u uuid,
+                        a text[], j jsonb)""")
+        with conn.cursor().copy("COPY awkward FROM STDIN") as copy:
+            for row in AWKWARD_ROWS:
+                copy.write(encoder.copy_line(row, ()))
+        stored = conn.execute(
+            sql.SQL("SELECT i, {} FROM awkward ORDER BY i").format(sql_row_hash(AWKWARD_COLUMNS))).fetchall()
+        values = conn.execute("SELECT i, n, t, b, ts, d, u::text, a, j FROM awkward WHERE i = 1").fetchone()
+    python_hashes = sorted((row[0], encoder.row_hash(row)) for row in AWKWARD_ROWS)
+    assert stored == python_hashes
+    assert values is not None
+    assert values[2] == AWKWARD_ROWS[0][2]
+    assert values[4] == AWKWARD_ROWS[0][4]
+    assert values[6] == "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+    assert values[7] == ["a", 'b"c', "d\\e", None, "ü, {x}"]
+    assert values[8] == {"k": [1, 2.5, None], "é": "x"}
+
+
+def test_row_hash_changes_with_any_hashed_value() -> None:
+    encoder = RowEncoder(AWKWARD_COLUMNS)
+    base = encoder.row_hash(AWKWARD_ROWS[0])
+    for position in range(len(AWKWARD_COLUMNS) - 1):  # the last column is jsonb, not hashed
+        changed = list(AWKWARD_ROWS[0])
+        changed[position] = None
+        assert encoder.row_hash(changed) != base, AWKWARD_COLUMNS[position].name
+    jsonb_changed = list(AWKWARD_ROWS[0])
+    jsonb_changed[-1] = {"other": 1}
+    assert encoder.row_hash(jsonb_changed) == base
+
+
+def test_edited_applied_migration_is_refused(database_url: str, tmp_path: Path) -> None:
+    sql_dir = tmp_path / "sql"
+    sql_dir.mkdir()
+    (sql_dir / "001_one.sql").write_text("CREATE TABLE drift_one (x int);")
+    with connect(database_url) as conn:
+        first = apply_migrations(conn, sql_dir)
+        (sql_dir / "002_two.sql").write_text("CREATE TABLE drift_two (x int);")
+        second = apply_migrations(conn, sql_dir)
+        (sql_dir / "001_one.sql").write_text("CREATE TABLE drift_one (x bigint);")
+        with pytest.raises(SchemaDriftError, match=r"sql/001_one.sql was edited after it was applied"):
+            apply_migrations(conn, sql_dir)
+    assert first.applied == ("001_one.sql",)
+    assert second.applied == ("002_two.sql",) and second.already_applied == ("001_one.sql",)
+
+
+def test_check_violations_are_quarantined_not_fatal(database_url: str) -> None:
+    """A row that passed normalization but breaks a live CHECK constraint leaves the load intact."""
+    table = WALLET_STORE.table("wallets")
+    with connect(database_url) as conn:
+        ddl.create_staging_tables(conn, WALLET_STORE, BOOKKEEPING)
+        created = datetime(2025, 1, 1, tzinfo=UTC)
+        good = (1, 5, "0x" + "a" * 40, None, None, "base-account", "base-account", created, created)
+        key_without_iv = (2, 6, "0x" + "b" * 40, "00" * 16, None, "base-account", "base-account", created, created)
+        bad_iv = (3, 6, "0x" + "c" * 40, "00" * 16, "zz", "ethereum", "trading", created, created)
+        encoder = RowEncoder(table.columns)
+        with conn.cursor().copy('COPY "wallet__staging".wallets FROM STDIN') as copy:
+            for seq, row in enumerate((good, key_without_iv, bad_iv), start=1):
+                copy.write(encoder.copy_line(row, (f"f{seq}.json", "file", seq)))
+        moved = ddl.quarantine_check_violations(conn, WALLET_STORE, table, "plan", "run")
+        left = conn.execute('SELECT id FROM "wallet__staging".wallets').fetchall()
+        quarantined = conn.execute(
+            "SELECT source_file, reason, message, row_hash FROM migration.quarantine ORDER BY source_file").fetchall()
+    assert moved == 2
+    assert left == [(1,)]
+    assert quarantined == [
+        ("f2.json", "constraint_violation", "violates CHECK constraint wallets_check", encoder.row_hash(key_without_iv)),
+        ("f3.json", "constraint_violation", "violates CHECK constraint wallets_iv_check", encoder.row_hash(bad_iv)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2025-09-14T10:22:31.123Z", datetime(2025, 9, 14, 10, 22, 31, 123000, tzinfo=UTC)),
+        ("2025-09-14T10:22:31+02:00", datetime(2025, 9, 14, 8, 22, 31, tzinfo=UTC)),
+        ("2025-09-14 10:22:31", datetime(2025, 9, 14, 10, 22, 31, tzinfo=UTC)),
+        (1718000000123, datetime(2024, 6, 10, 6, 13, 20, 123000, tzinfo=UTC)),
+        (1718000000, datetime(2024, 6, 10, 6, 13, 20, tzinfo=UTC)),
+        ("1718000000123", datetime(2024, 6, 10, 6, 13, 20, 123000, tzinfo=UTC)),
+    ],
+)
+def test_timestamps(value: object, expected: datetime) -> None:
+    assert parse_timestamp(value) == expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", True, None, {"a": 1}, 10**20, "2025-13-01"])
+def test_bad_timestamps_raise_without_echoing_the_value(value: object) -> None:
+    with pytest.raises(InvalidTimestamp) as info:
+        parse_timestamp(value)
+    assert str(value) not in str(info.value) or value is None
+
+
+def test_unreachable_database_is_one_line() -> None:
+    from migration_pipeline.core.errors import DatabaseUnavailableError
+
+    with pytest.raises(DatabaseUnavailableError) as info:
+        connect("postgresql://postgres:hunter2@127.0.0.1:1/none")
+    message = str(info.value)
+    assert "\n" not in message and "hunter2" not in message
+    assert message.startswith("cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:1/none")
+    assert isinstance(info.value.__cause__, type(None)) and not isinstance(info.value, psycopg.Error)
