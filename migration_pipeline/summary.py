@@ -41,7 +41,7 @@ def print_store_summary(database_url: str, spec: StoreSpec, run_id: str, result:
         if plan_id and status in ("staged", "promoted"):
             schema = spec.schema if status == "promoted" else spec.staging_schema
             counts = table_counts(conn, spec, plan_id, schema)
-            manifest = dict(conn.execute(
+            manifest: dict[str, int] = dict(conn.execute(
                 "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
                 (spec.name, plan_id)).fetchall())
             mapped, unmapped = manifest.get("mapped", 0), manifest.get("unmapped", 0)

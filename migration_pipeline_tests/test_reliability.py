@@ -25,6 +25,9 @@ from migration_pipeline.stores.wallet.generate import generate_wallet_store
 
 from .conftest import REPO, SAMPLES
 
+# End-to-end through the command line (real Dagster runs, ~15 s each): CI runs them once, embedded.
+pytestmark = pytest.mark.slow
+
 SAMPLE_ENV = str(SAMPLES / "sample.env")
 LIVE_TABLES = ("users", "wallets", "wallet_metadata", "wallet_audit_log")
 RUN_ID = re.compile(r"^== wallet ==  run (\S+)$", re.M)

@@ -68,7 +68,7 @@ def set_report_path(conn: psycopg.Connection, store: str, path: str) -> None:
 
 def failed_checks(conn: psycopg.Connection, spec: StoreSpec, run_id: str, plan_id: str) -> list[tuple[str, str]]:
     """Checks of this run and plan that did not pass, or that never ran."""
-    rows = dict(conn.execute(
+    rows: dict[str, str] = dict(conn.execute(
         "SELECT check_name, CASE WHEN passed THEN '' ELSE summary END FROM migration.check_results"
         " WHERE run_id = %s AND store = %s AND plan_id = %s", (run_id, spec.name, plan_id)).fetchall())
     required = list(EXPECTED_CHECKS) + [g.name for g in spec.gates] + [f"gx_suite_{t.name}" for t in spec.tables]

@@ -46,10 +46,10 @@ def table_counts(
 
     `schema` is where the plan's tables are now: the staging schema until promoted, then the live one."""
     schema = schema or spec.staging_schema
-    seen = dict(conn.execute(
+    seen: dict[str, int] = dict(conn.execute(
         "SELECT table_name, sum(records_seen) FROM migration.unit_progress WHERE store = %s AND plan_id = %s"
         " GROUP BY 1", (spec.name, plan_id)).fetchall())
-    quarantined = dict(conn.execute(
+    quarantined: dict[str, int] = dict(conn.execute(
         "SELECT table_name, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1",
         (spec.name, plan_id)).fetchall())
     counts: dict[str, dict[str, int]] = {}

@@ -20,9 +20,11 @@ from migration_pipeline.core.reconcile import current_plan, table_counts
 from migration_pipeline.core.spec import StoreSpec
 
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#1f2933;padding:0 16px}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;
+color:#1f2933;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d9e2ec;padding-bottom:4px}
-table{border-collapse:collapse;width:100%;margin:6px 0} th,td{border:1px solid #d9e2ec;padding:5px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%;margin:6px 0}
+th,td{border:1px solid #d9e2ec;padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#f0f4f8} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .pass{color:#0b7a3b;font-weight:600} .fail{color:#b42318;font-weight:600}
 .banner{padding:12px 16px;border-radius:6px;margin:12px 0;font-size:16px}
@@ -69,7 +71,7 @@ def build_report(
                   min(message)
            FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1, 2 ORDER BY 1, 3 DESC""",
         (spec.name, plan_id)).fetchall()
-    manifest = dict(conn.execute(
+    manifest: dict[str, int] = dict(conn.execute(
         "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
         (spec.name, plan_id)).fetchall())
     unmapped = [r[0] for r in conn.execute(
@@ -89,7 +91,7 @@ def build_report(
 
     out_dir = report_root / spec.name / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
-    checksum_details = next((c[3] for c in checks if c[0] == "checksum_reconciliation"), {}) or {}
+    checksum_details: dict[str, Any] = next((c[3] for c in checks if c[0] == "checksum_reconciliation"), {}) or {}
     docs = next((c[3].get("data_docs") for c in checks if c[0].startswith("gx_suite_") and c[3].get("data_docs")), "")
 
     passed_all = bool(checks) and all(c[1] for c in checks)

@@ -41,7 +41,7 @@ def apply_migrations(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> Schem
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
         conn.execute(_BOOTSTRAP)
-        recorded = dict(conn.execute("SELECT filename, sha256 FROM migration.schema_migrations").fetchall())
+        recorded: dict[str, str] = dict(conn.execute("SELECT filename, sha256 FROM migration.schema_migrations").fetchall())
         for path in files:
             text = path.read_text(encoding="utf-8")
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -299,13 +298,13 @@ def finish_staging(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_
 
 def summarize(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str) -> StageSummary:
     """Counts of the current plan, read back from the database."""
-    seen = dict(conn.execute(
+    seen: dict[str, int] = dict(conn.execute(
         "SELECT table_name, sum(records_seen)::bigint FROM migration.unit_progress"
         " WHERE store = %s AND plan_id = %s GROUP BY 1", (spec.name, plan_id)).fetchall())
-    quarantined = dict(conn.execute(
+    quarantined: dict[str, int] = dict(conn.execute(
         "SELECT reason, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1",
         (spec.name, plan_id)).fetchall())
-    manifest = dict(conn.execute(
+    manifest: dict[str, int] = dict(conn.execute(
         "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
         (spec.name, plan_id)).fetchall())
     staged = {

@@ -73,12 +73,13 @@ def run_suites(
     outcomes: dict[str, SuiteOutcome] = {}
     docs_index = docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     for validation in result.run_results.values():
-        table = validation.suite_name.removeprefix(f"{spec.name}.")
+        table_name = validation.suite_name.removeprefix(f"{spec.name}.")
         failed = []
         for r in validation.results:
             if r.success:
                 continue
             config = r.expectation_config
+            assert config is not None
             res = r.result or {}
             failed.append({
                 "expectation": config.type,
@@ -87,8 +88,8 @@ def run_suites(
                 "error": (r.exception_info or {}).get("exception_message", "")
                 if r.exception_info and r.exception_info.get("raised_exception") else "",
             })
-        outcomes[table] = SuiteOutcome(
-            table=table,
+        outcomes[table_name] = SuiteOutcome(
+            table=table_name,
             passed=bool(validation.success),
             evaluated=len(validation.results),
             failed=tuple(failed),
