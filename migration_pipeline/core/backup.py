@@ -4,6 +4,8 @@ re-reading the archive before anything is loaded."""
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import json
 import tarfile
 from dataclasses import dataclass
@@ -42,11 +44,15 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str) -> Backup:
     total = 0
     with tarfile.open(archive, "w") as tar:
         for relative in walk_files(store_dir):
-            path = store_dir / relative
-            data = path.read_bytes()
+            with open(store_dir / relative, "rb") as handle:
+                data = handle.read()
+                stat = os.fstat(handle.fileno())
             manifest[relative] = hashlib.sha256(data).hexdigest()
             total += len(data)
-            tar.add(path, arcname=relative, recursive=False)
+            # A TarInfo built by hand: tar.add() would look up user and group names for every file.
+            info = tarfile.TarInfo(relative)
+            info.size, info.mtime, info.mode = len(data), int(stat.st_mtime), stat.st_mode & 0o777
+            tar.addfile(info, io.BytesIO(data))
     seen = 0
     with tarfile.open(archive, "r") as tar:
         for member in tar:
