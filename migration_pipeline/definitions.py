@@ -16,7 +16,7 @@ from migration_pipeline.automation import change_sensor, hourly_schedule
 from migration_pipeline.core.schema import apply_migrations
 from migration_pipeline.lifecycle import cutover_store, rollback_store
 from migration_pipeline.resources import MigrationResource
-from migration_pipeline.stores.factory import SCHEMA_ASSET, build_all
+from migration_pipeline.stores.factory import SCHEMA_ASSET, build_all, shard_key
 from migration_pipeline.stores.registry import all_stores
 
 
@@ -47,9 +47,17 @@ defs = Definitions(
         define_asset_job(
             job_name(s.name),
             selection=AssetSelection.assets(SCHEMA_ASSET) | AssetSelection.groups(s.name),
-            description=f"Stage, gate, promote and report the {s.name} store.",
+            description=f"Back up, stage, gate, promote and report the {s.name} store.",
         )
         for s in STORES
+    ]
+    + [
+        define_asset_job(
+            f"backfill_{s.name}_shards",
+            selection=AssetSelection.assets(shard_key(s)),
+            description=f"Load a range of {s.name}'s shards (partitions) into its staging; then run migrate_{s.name}.",
+        )
+        for s in STORES if s.shards
     ]
     + [cutover_store, rollback_store],
     sensors=[change_sensor(s, job_name(s.name)) for s in STORES],

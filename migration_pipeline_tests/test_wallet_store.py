@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,14 @@ from migration_pipeline.core.promote import get_phase, promote
 from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.stage import stage_store
 from migration_pipeline.stores.wallet.generate import generate_wallet_store
-from migration_pipeline.stores.wallet.store import WALLET_STORE, _Reject, normalize_wallet
+from migration_pipeline.stores.wallet.store import (
+    FILE_NAME,
+    SHARDS,
+    UNITS_PER_SHARD,
+    WALLET_STORE,
+    _Reject,
+    normalize_wallet,
+)
 
 from .conftest import SAMPLE_SECRET, SAMPLES
 
@@ -124,7 +132,10 @@ def test_samples_match_expected_md(database_url: str, tmp_path: Path) -> None:
     summary = stage_store(database_url, WALLET_STORE, SAMPLES, "t1", SAMPLE_SECRET, workers=1)
     outside = _files_outside_wallet_dir()
     assert summary.resumed_units == 0
-    assert summary.units == 1
+    # One unit per shard (fid mod 16) that has files: the samples are small enough for one unit each.
+    mapped_fids = {int(m.group(1)) for n in os.listdir(SAMPLES / "wallet" / "storage" / "wallets")
+                   if (m := FILE_NAME.fullmatch(n))}
+    assert summary.units == len({fid % SHARDS for fid in mapped_fids}) == 16
     assert summary.files_mapped == 24
     assert summary.files_unmapped == 3 + len(outside)
     assert summary.seen == {"wallets": 24}
@@ -352,7 +363,7 @@ def test_parallel_staging_of_a_generated_store(database_url: str, tmp_path: Path
     secret = "parallel-test-secret"
     generated = generate_wallet_store(tmp_path / "src", users=3000, secret=secret, seed=11, quirk_rate=0.02)
     summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "par", secret, workers=2)
-    assert summary.units == 4  # 6001 mapped files in units of 2000
+    assert summary.units == 16  # 6001 mapped files in 16 shards by fid, each shard under 2000 files
     assert summary.resumed_units == 0
     assert summary.files_mapped == generated.mapped_files == 6001
     assert summary.files_unmapped == generated.unmapped_files == 3
@@ -371,7 +382,13 @@ def test_parallel_staging_of_a_generated_store(database_url: str, tmp_path: Path
         progress = conn.execute(
             "SELECT unit_no, records_seen FROM migration.unit_progress WHERE plan_id = %s ORDER BY unit_no",
             (summary.plan_id,)).fetchall()
-        assert progress == [(0, 2000), (1, 2000), (2, 2000), (3, 1)]
+        per_shard: dict[int, int] = {}
+        for name in os.listdir(generated.wallets_dir):
+            if match := FILE_NAME.fullmatch(name):
+                shard = int(match.group(1)) % SHARDS
+                per_shard[shard * UNITS_PER_SHARD] = per_shard.get(shard * UNITS_PER_SHARD, 0) + 1
+        assert progress == sorted(per_shard.items())
+        assert sum(seen for _, seen in progress) == 6001
         kept = conn.execute("SELECT count(*) FROM migration.quarantine WHERE source_file = %s AND reason ="
                             " 'duplicate_key'", (PREFIX + str(generated.duplicate_quarantined),)).fetchone()
         assert kept == (1,)

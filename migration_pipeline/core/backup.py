@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import json
+import os
 import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime

@@ -5,6 +5,7 @@ Every outcome is recorded in migration.check_results for the run; promotion read
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from migration_pipeline.core.rows import sql_row_hash
-from migration_pipeline.core.spec import StoreSpec
+from migration_pipeline.core.spec import StoreSpec, Unit
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,48 @@ def checksum_gate(conn: psycopg.Connection, spec: StoreSpec, plan_id: str) -> Ch
 def _short(value: int) -> str:
     """A checksum sum as 16 hex digits (mod 2^64), the form shown to reviewers."""
     return f"{value % (1 << 64):016x}"
+
+
+def reconcile_units(
+    conn: psycopg.Connection, spec: StoreSpec, plan_id: str, units: Sequence[Unit], label: str
+) -> CheckOutcome:
+    """Gate for a subset of a store's units (a shard) while staging is still open: every unit is
+    committed, records seen = rows loaded + quarantined, and the row-hash sum of the staged rows
+    (recomputed in SQL) equals the sum computed while reading."""
+    numbers = [u.number for u in units]
+    seqs = [seq for u in units for seq, _ in u.payload]
+    committed = conn.execute(
+        "SELECT count(DISTINCT unit_no) FROM migration.unit_progress WHERE store = %s AND plan_id = %s"
+        " AND unit_no = ANY(%s)", (spec.name, plan_id, numbers)).fetchone()
+    problems: list[str] = []
+    details: dict[str, Any] = {"units": len(numbers), "units_committed": committed[0] if committed else 0}
+    if details["units_committed"] != len(numbers):
+        problems.append(f"{len(numbers) - details['units_committed']} of {len(numbers)} units not loaded")
+    for table in (t for t in spec.tables if t.loaded):
+        progress = conn.execute(
+            "SELECT coalesce(sum(records_seen), 0), coalesce(sum(rows_emitted), 0), coalesce(sum(row_hash_sum), 0)"
+            " FROM migration.unit_progress WHERE store = %s AND plan_id = %s AND table_name = %s"
+            " AND unit_no = ANY(%s)", (spec.name, plan_id, table.name, numbers)).fetchone()
+        quarantined = conn.execute(
+            "SELECT count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s AND table_name = %s"
+            " AND unit_no = ANY(%s)", (spec.name, plan_id, table.name, numbers)).fetchone()
+        staged = conn.execute(
+            sql.SQL("SELECT count(*), coalesce(sum({}), 0) FROM {}.{} WHERE _seq = ANY(%s)").format(
+                sql_row_hash(table.columns), sql.Identifier(spec.staging_schema), sql.Identifier(table.name)),
+            (seqs,)).fetchone()
+        assert progress and quarantined and staged
+        seen, emitted, source_hash = int(progress[0]), int(progress[1]), int(progress[2])
+        details[table.name] = {"source": seen, "staged": int(staged[0]), "quarantined": int(quarantined[0]),
+                               "checksum_source": _short(source_hash), "checksum_target": _short(int(staged[1]))}
+        if seen != int(staged[0]) + int(quarantined[0]) or emitted != int(staged[0]):
+            problems.append(f"{table.name}: {seen} source ≠ {staged[0]} staged + {quarantined[0]} quarantined")
+        if source_hash != int(staged[1]):
+            problems.append(f"{table.name}: checksum differs")
+    if problems:
+        return CheckOutcome(f"{label}_reconciliation", False, "; ".join(problems), details)
+    rows = sum(v["staged"] for k, v in details.items() if isinstance(v, dict))
+    return CheckOutcome(f"{label}_reconciliation", True,
+                        f"{len(numbers)} units, {rows} rows: counts and checksums reconcile", details)
 
 
 def evaluate_gates(

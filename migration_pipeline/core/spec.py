@@ -109,7 +109,8 @@ class Unit:
     """A slice of a store that is read, loaded and committed as one (the resume granularity)."""
 
     number: int
-    payload: Any  # store-specific, picklable (e.g. a list of file names and the first sequence number)
+    payload: Any  # store-specific, picklable (e.g. file names with their sequence numbers)
+    shard: int | None = None  # the fixed shard the unit belongs to, for stores partitioned into shards
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +152,7 @@ class StoreSpec:
     post_load_sql: tuple[str, ...] = ()  # run after every unit is loaded, before derived tables
     gates: tuple[Gate, ...] = ()
     source_files: Sequence[str] = ()    # human description of mapped files, for the README/report
+    shards: int = 0                     # > 0: units belong to this many fixed shards (Dagster partitions)
 
     @property
     def schema(self) -> str:

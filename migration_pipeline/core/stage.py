@@ -11,7 +11,7 @@ import io
 import multiprocessing
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ class StageSummary:
     quarantined: dict[str, int] = field(default_factory=dict)
     flagged: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    in_scope: tuple[Unit, ...] = ()  # the units this call was asked to have loaded
 
 
 def stage_store(
@@ -50,8 +51,13 @@ def stage_store(
     run_id: str,
     secret: str | None,
     workers: int = 2,
+    shards: Collection[int] | None = None,
 ) -> StageSummary:
-    """Load `spec`'s store under `source_root` into `<store>__staging`, resuming a crashed attempt."""
+    """Load `spec`'s store under `source_root` into `<store>__staging`, resuming a crashed attempt.
+
+    With `shards`, only the units of those shards are loaded and the staging is left open (status
+    `loading`) for the other shards; without, every missing unit is loaded and the staging finished.
+    """
     store_dir = source_root / spec.folder
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -65,7 +71,8 @@ def stage_store(
         conn.commit()
 
     started = time.perf_counter()
-    todo = [u for u in discovery.units if u.number not in done_units]
+    todo = [u for u in discovery.units
+            if u.number not in done_units and (shards is None or u.shard in shards)]
     context = ReadContext(store_dir=store_dir, secret=secret)
     if spec.parallel and workers > 1 and len(todo) > 1:
         _load_parallel(database_url, spec.name, plan_id, run_id, todo, context, workers)
@@ -77,11 +84,14 @@ def stage_store(
 
     started = time.perf_counter()
     with connect(database_url) as conn:
-        finish_staging(conn, spec, plan_id, run_id)
-        conn.commit()
+        if shards is None:
+            finish_staging(conn, spec, plan_id, run_id)
+            conn.commit()
         summary = summarize(conn, spec, plan_id, run_id)
     timings["finish_sql"] = time.perf_counter() - started
-    summary.resumed_units = len(done_units)
+    in_scope = tuple(u for u in discovery.units if shards is None or u.shard in shards)
+    summary.in_scope = in_scope
+    summary.resumed_units = sum(1 for u in in_scope if u.number in done_units)
     summary.seconds = timings
     return summary
 
@@ -89,6 +99,8 @@ def stage_store(
 def _begin_plan(
     conn: psycopg.Connection, spec: StoreSpec, fingerprint: str, units_total: int, run_id: str
 ) -> tuple[str, set[int]]:
+    # Serialises runs that start a plan at the same moment (e.g. shard runs of one backfill).
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('plan:' || %s))", (spec.name,))
     row = conn.execute(
         "SELECT plan_id, fingerprint, status FROM migration.staging WHERE store = %s FOR UPDATE", (spec.name,)
     ).fetchone()
@@ -190,7 +202,7 @@ def load_unit(
                 hash_sums[table_name] += total
             for table_name, count in batch.seen.items():
                 seen[table_name] += count
-            _write_side_records(cur, spec.name, plan_id, run_id, batch)
+            _write_side_records(cur, spec.name, plan_id, run_id, unit.number, batch)
         with cur.copy(
             "COPY migration.unit_progress (store, plan_id, unit_no, table_name, records_seen, rows_emitted,"
             " row_hash_sum, run_id) FROM STDIN"
@@ -203,14 +215,17 @@ def load_unit(
     return seen
 
 
-def _write_side_records(cur: psycopg.Cursor, store: str, plan_id: str, run_id: str, batch: Batch) -> None:
+def _write_side_records(
+    cur: psycopg.Cursor, store: str, plan_id: str, run_id: str, unit_no: int, batch: Batch
+) -> None:
     if batch.quarantined:
         with cur.copy(
-            "COPY migration.quarantine (store, plan_id, run_id, table_name, source_file, locator, reason, message)"
-            " FROM STDIN"
+            "COPY migration.quarantine (store, plan_id, run_id, table_name, source_file, locator, reason, message,"
+            " unit_no) FROM STDIN"
         ) as copy:
             for q in batch.quarantined:
-                copy.write_row((store, plan_id, run_id, q.table, q.source_file, q.locator, q.reason, q.message))
+                copy.write_row(
+                    (store, plan_id, run_id, q.table, q.source_file, q.locator, q.reason, q.message, unit_no))
     if batch.flagged:
         with cur.copy(
             "COPY migration.flagged_records (store, plan_id, table_name, source_file, locator, reason, message)"

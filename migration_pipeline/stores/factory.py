@@ -4,6 +4,7 @@
 """
 
 
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,18 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    BackfillPolicy,
     Config,
     MaterializeResult,
     MetadataValue,
+    StaticPartitionsDefinition,
     asset,
     multi_asset_check,
 )
 
 from migration_pipeline.core.backup import latest_backup, record_backup, write_backup
 from migration_pipeline.core.promote import get_phase, promote, set_phase
-from migration_pipeline.core.reconcile import CheckOutcome, evaluate_gates, gx_check_name
+from migration_pipeline.core.reconcile import CheckOutcome, evaluate_gates, gx_check_name, reconcile_units
 from migration_pipeline.core.report import build_report
 from migration_pipeline.core.spec import StoreSpec
 from migration_pipeline.core.stage import stage_store
@@ -112,10 +115,14 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
                                            "files": made.files, "bytes": made.bytes, "written_now": True})
     live_key = AssetKey([spec.name, "live"])
 
+    shard_assets: list[AssetsDefinition] = []
+    if spec.shards:
+        shard_assets.append(_shard_asset(spec, backup_key))
+
     @asset(
         key=staged_key,
         group_name=group,
-        deps=[SCHEMA_ASSET, backup_key],
+        deps=[SCHEMA_ASSET, backup_key, *[a.key for a in shard_assets]],
         kinds={"postgres"},
         description=f"{spec.description} Every source file streamed into schema {spec.staging_schema} with COPY "
         "(resumable per unit); rejected records go to migration.quarantine with a reason; every file is listed in "
@@ -181,7 +188,62 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
             path = build_report(conn, spec, context.run_id, migration.reports(), outcome="promoted")
         return MaterializeResult(metadata={"report": MetadataValue.path(str(path.resolve()))})
 
-    return [backup, staged, live, validation_report], [gates]
+    return [backup, *shard_assets, staged, live, validation_report], [gates]
+
+
+def shard_key(spec: StoreSpec) -> AssetKey:
+    return AssetKey([spec.name, "shards"])
+
+
+def _shard_asset(spec: StoreSpec, backup_key: AssetKey) -> AssetsDefinition:
+    """Partitioned loading: shard k holds the records whose natural key maps to k (wallet: fid mod 16).
+
+    A backfill of any range of shards runs as one run (both cores busy); a shard can be re-run alone;
+    each shard is reconciled on its own (blocking check) before `staged` finishes the whole store.
+    """
+    key = shard_key(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # backfill_policy is marked beta in Dagster 1.13
+        return _shard_asset_definition(spec, key, backup_key)
+
+
+def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey) -> AssetsDefinition:
+    @asset(
+        key=key,
+        group_name=f"{spec.name}_backfill",
+        deps=[SCHEMA_ASSET, backup_key],
+        partitions_def=StaticPartitionsDefinition([f"{i:02d}" for i in range(spec.shards)]),
+        backfill_policy=BackfillPolicy.single_run(),
+        kinds={"postgres"},
+        check_specs=[AssetCheckSpec("shard_reconciliation", asset=key, blocking=True,
+                                    description="For the shards of this run: every unit committed, source records = "
+                                    "staged + quarantined, and the row-hash sum of the staged rows = the one read.")],
+        description=f"{spec.name} loaded shard by shard into {spec.staging_schema} (the same units, resumable). "
+        f"Backfill a range of shards, then materialize {spec.name}/staged: it loads any shard still missing, "
+        "finishes the staged tables and runs the whole-store gates before promotion.",
+    )
+    def shards(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+        wanted = {int(k) for k in context.partition_keys}
+        migration.hold_store_lock(spec.name, context.run_id)
+        summary = stage_store(migration.database_url, spec, migration.root(), context.run_id,
+                              migration.secret(required=spec.needs_secret), workers=migration.workers, shards=wanted)
+        with migration.connect() as conn:
+            if get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
+                set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id,
+                          note=f"shards {', '.join(sorted(context.partition_keys))} loaded")
+            outcome = reconcile_units(conn, spec, summary.plan_id, summary.in_scope, "shard")
+            conn.commit()
+        metadata = _counts_metadata(summary)
+        metadata["shards"] = ", ".join(sorted(context.partition_keys))
+        return MaterializeResult(
+            metadata=metadata,
+            check_results=[AssetCheckResult(check_name="shard_reconciliation", passed=outcome.passed,
+                                            severity=AssetCheckSeverity.ERROR,
+                                            metadata={"summary": outcome.summary,
+                                                      "details": MetadataValue.json(outcome.details)})],
+        )
+
+    return shards
 
 
 def build_all(specs: Sequence[StoreSpec]) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:

@@ -38,6 +38,8 @@ from migration_pipeline.stores import expectations as ex
 WALLET_DIR = "storage/wallets"
 FILE_NAME = re.compile(r"wallet_(\d+)_([a-z0-9][a-z0-9-]*)\.json")
 UNIT_SIZE = 2000
+SHARDS = 16
+UNITS_PER_SHARD = 100_000  # unit numbers of shard k start at k * UNITS_PER_SHARD
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _BOM = b"\xef\xbb\xbf"
 KNOWN_KEYS = frozenset({"fid", "address", "encryptedPrivateKey", "iv", "chain", "createdAt"})
@@ -62,9 +64,16 @@ def discover(store_dir: Path) -> Discovery:
     mapped = [n for n in names if FILE_NAME.fullmatch(n)]
     unmapped = [f"{WALLET_DIR}/{n}" for n in names if not FILE_NAME.fullmatch(n)]
     unmapped += walk_files(store_dir, skip=WALLET_DIR)
+    # A file's position in sorted name order is its wallet id; units hold files of one shard (fid mod SHARDS).
+    by_shard: list[list[tuple[int, str]]] = [[] for _ in range(SHARDS)]
+    for position, name in enumerate(mapped, start=1):
+        match = FILE_NAME.fullmatch(name)
+        assert match is not None
+        by_shard[int(match.group(1)) % SHARDS].append((position, name))
     units = tuple(
-        Unit(number=i // UNIT_SIZE, payload=(i + 1, tuple(mapped[i : i + UNIT_SIZE])))
-        for i in range(0, len(mapped), UNIT_SIZE)
+        Unit(number=shard * UNITS_PER_SHARD + i // UNIT_SIZE, payload=tuple(files[i : i + UNIT_SIZE]), shard=shard)
+        for shard, files in enumerate(by_shard)
+        for i in range(0, len(files), UNIT_SIZE)
     )
     fingerprint = hashlib.sha256("\n".join(names).encode()).hexdigest()
     return Discovery(units=units, unmapped=tuple(sorted(unmapped)), fingerprint=fingerprint)
@@ -78,11 +87,10 @@ class _Reject(Exception):
 
 
 def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
-    first_seq, names = unit.payload
     key = cipher_key(context.secret) if context.secret is not None else None
     wallet_dir = context.store_dir / WALLET_DIR
     batch = Batch()
-    for offset, name in enumerate(names):
+    for seq, name in unit.payload:
         path = wallet_dir / name
         relative = f"{WALLET_DIR}/{name}"
         with open(path, "rb") as handle:
@@ -90,11 +98,11 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
             mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
         batch.manifest.append(ManifestEntry(relative, len(data), hashlib.sha256(data).hexdigest(), True, mtime_ns))
         try:
-            row, flag = normalize_wallet(name, data, first_seq + offset, key, lambda m=mtime_ns: m / 1e9)
+            row, flag = normalize_wallet(name, data, seq, key, lambda m=mtime_ns: m / 1e9)
         except _Reject as reject:
             batch.quarantine("wallets", relative, "file", reject.reason, reject.message)
             continue
-        batch.add_row("wallets", (*row, relative, "file", first_seq + offset))
+        batch.add_row("wallets", (*row, relative, "file", seq))
         if flag:
             batch.flagged.append(Flagged("wallets", relative, "file", flag, _FLAG_MESSAGES[flag]))
     yield batch
@@ -263,6 +271,7 @@ WALLET_STORE = StoreSpec(
     read_unit=read_unit,
     parallel=True,
     needs_secret=True,
+    shards=SHARDS,
     gates=(
         Gate(
             name="key_verification",
