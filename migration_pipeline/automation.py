@@ -27,8 +27,9 @@ def change_sensor(spec: StoreSpec, job_name: str) -> SensorDefinition:
         minimum_interval_seconds=60,
         default_status=DefaultSensorStatus.STOPPED,
         description=f"While {spec.name} is promoted (parallel run), compares the source files' size and mtime with "
-        "the live version's manifest (stat only) and starts a migration run when files were added, changed or "
-        "deleted. The run goes through the same gates before it replaces the live tables.",
+        "the live version's manifest (stat only) and starts an incremental migration run when files were added, "
+        "changed or deleted: only those files are read, every other row is carried from the live tables, and the "
+        "result goes through the same gates before it replaces them.",
     )
     def _sensor(context: SensorEvaluationContext, migration: MigrationResource) -> Iterator[RunRequest | SkipReason]:
         with migration.connect() as conn:
@@ -39,7 +40,8 @@ def change_sensor(spec: StoreSpec, job_name: str) -> SensorDefinition:
             yield SkipReason(f"{spec.name}: no source file changed since the live version")
         else:
             context.log.info(f"{spec.name}: {changes.describe()}")
-            yield RunRequest(run_key=f"{spec.name}-{changes.key()}",
+            incremental = {"ops": {f"{spec.name}__staged": {"config": {"incremental": spec.sync is not None}}}}
+            yield RunRequest(run_key=f"{spec.name}-{changes.key()}", run_config=incremental,
                              tags={"migration/store": spec.name, "migration/changes": changes.describe()})
 
     return _sensor

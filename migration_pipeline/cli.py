@@ -132,7 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     failures: list[str] = []
     for name in present:
         job = defs.resolve_job_def(job_name(name))
-        run_config = {**_QUIET, "ops": {f"{name}__live": {"config": {"force": args.force, "requested_by": _user()}}}}
+        run_config = {**_QUIET, "ops": {
+            f"{name}__live": {"config": {"force": args.force, "requested_by": _user()}},
+            f"{name}__staged": {"config": {"incremental": bool(getattr(args, "incremental", False))}},
+        }}
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                         tags={"migration/store": name, "migration/source": "cli"})
         problem = print_store_summary(env.database_url, get_store(name), result.run_id, result)
@@ -237,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source-root", help="folder holding one folder per store (default: MIGRATION_SOURCE_ROOT)")
     run.add_argument("--store", action="append", help="store to migrate (repeatable; default: all present)")
     run.add_argument("--force", action="store_true", help="overwrite a cut-over store's live tables (recorded)")
+    run.add_argument("--incremental", action="store_true",
+                     help="parallel run: read only files added, changed or deleted since the live version")
     run.set_defaults(func=cmd_run)
 
     gen = sub.add_parser("generate", help="write a realistic store for tests and benchmarks")

@@ -19,6 +19,8 @@ class ChangeSet:
     added: tuple[str, ...]
     changed: tuple[str, ...]
     deleted: tuple[str, ...]
+    live_plan: str
+    current: dict[str, tuple[int, int]]  # every file now: (size, mtime_ns)
 
     @property
     def empty(self) -> bool:
@@ -50,4 +52,4 @@ def detect_changes(conn: psycopg.Connection, spec: StoreSpec, source_root: Path)
     added = tuple(sorted(p for p in current if p not in recorded))
     deleted = tuple(sorted(p for p in recorded if p not in current))
     changed = tuple(sorted(p for p, stat in current.items() if p in recorded and recorded[p] != stat))
-    return ChangeSet(added, changed, deleted)
+    return ChangeSet(added, changed, deleted, phase.plan_id, current)

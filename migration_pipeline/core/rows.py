@@ -3,7 +3,8 @@
 Each row is written to COPY as text and hashed from a canonical text of its values; the same
 canonical text is produced by SQL (`sql_row_hash`) so that an order-independent sum of row
 hashes computed while reading can be compared with one computed over the staged table.
-JSONB columns are not part of the hash: PostgreSQL re-serialises JSON, so their text differs.
+JSONB columns are not part of the hash (PostgreSQL re-serialises JSON, so their text differs), nor
+are surrogate ids the engine may renumber (`Column.hashed=False`).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ _COPY_TEXT: dict[ColumnKind, Callable[[Any], str]] = {
 
 def hashed(columns: Sequence[Column]) -> list[int]:
     """Positions of the columns that take part in the row hash."""
-    return [i for i, c in enumerate(columns) if c.kind != "jsonb"]
+    return [i for i, c in enumerate(columns) if c.kind != "jsonb" and c.hashed]
 
 
 class RowEncoder:

@@ -19,6 +19,7 @@ class Column:
     name: str
     kind: ColumnKind
     secret: bool = False  # never shown in expectations' samples, reports or metadata
+    hashed: bool = True   # part of the row checksum; False for surrogate ids the engine may renumber
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,20 @@ class Gate:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncRules:
+    """How a store whose files each hold one keyed record is synced incrementally during the parallel
+    run: only added, changed and deleted files are read; every other row is carried from the live version."""
+
+    table: str                                   # the loaded table whose rows come one per file
+    key_columns: tuple[str, ...]                 # its natural key
+    key_types: tuple[str, ...]                   # SQL types of the key columns
+    key_of: Callable[[str], tuple[Any, ...] | None]  # natural key of the record in a mapped file, None if unmapped
+    units_for: Callable[[Sequence[str], int], tuple[Unit, ...]]  # units for these paths, sequence numbers from n
+    soft_delete_column: str                      # set when a record's file was deleted
+    after_load_sql: tuple[str, ...] = ()         # {staging} / {live}: e.g. keep the live ids of known keys
+
+
+@dataclass(frozen=True, slots=True)
 class StoreSpec:
     name: str
     description: str
@@ -153,6 +168,7 @@ class StoreSpec:
     gates: tuple[Gate, ...] = ()
     source_files: Sequence[str] = ()    # human description of mapped files, for the README/report
     shards: int = 0                     # > 0: units belong to this many fixed shards (Dagster partitions)
+    sync: SyncRules | None = None       # incremental sync during the parallel run
 
     @property
     def schema(self) -> str:

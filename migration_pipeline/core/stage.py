@@ -118,11 +118,7 @@ def _begin_plan(
 
     plan_id = uuid.uuid4().hex[:16]
     ddl.create_staging_tables(conn, spec, BOOKKEEPING)
-    for table in ("unit_progress", "source_manifest", "flagged_records"):
-        conn.execute(
-            sql.SQL("DELETE FROM migration.{} WHERE store = %s AND plan_id <> ALL(%s)").format(sql.Identifier(table)),
-            (spec.name, _kept_plans(conn, spec.name)),
-        )
+    discard_unkept_bookkeeping(conn, spec)
     conn.execute(
         """INSERT INTO migration.staging (store, plan_id, fingerprint, status, run_id, units_total)
            VALUES (%s, %s, %s, 'loading', %s, %s)
@@ -132,6 +128,15 @@ def _begin_plan(
         (spec.name, plan_id, fingerprint, run_id, units_total),
     )
     return plan_id, set()
+
+
+def discard_unkept_bookkeeping(conn: psycopg.Connection, spec: StoreSpec) -> None:
+    """A new plan starts: drop the progress, manifest and flags of every plan but the live one."""
+    for table in ("unit_progress", "source_manifest", "flagged_records"):
+        conn.execute(
+            sql.SQL("DELETE FROM migration.{} WHERE store = %s AND plan_id <> ALL(%s)").format(sql.Identifier(table)),
+            (spec.name, _kept_plans(conn, spec.name)),
+        )
 
 
 def _kept_plans(conn: psycopg.Connection, store: str) -> list[str]:

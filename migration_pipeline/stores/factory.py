@@ -28,14 +28,23 @@ from dagster import (
 )
 
 from migration_pipeline.core.backup import latest_backup, record_backup, write_backup
+from migration_pipeline.core.changes import detect_changes
 from migration_pipeline.core.promote import get_phase, promote, set_phase
 from migration_pipeline.core.reconcile import CheckOutcome, evaluate_gates, gx_check_name, reconcile_units
 from migration_pipeline.core.report import build_report
 from migration_pipeline.core.spec import StoreSpec
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.core.sync import sync_store
 from migration_pipeline.resources import MigrationResource
 
 SCHEMA_ASSET = AssetKey("migration_schema")
+
+
+class StagingConfig(Config):  # type: ignore[misc]
+    """`incremental`: during the parallel run, read only the files added, changed or deleted since the
+    live version and carry every other row from it (stores with sync rules; others run in full)."""
+
+    incremental: bool = False
 
 
 class PromotionConfig(Config):  # type: ignore[misc]
@@ -128,16 +137,26 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
         "(resumable per unit); rejected records go to migration.quarantine with a reason; every file is listed in "
         "migration.source_manifest.",
     )
-    def staged(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+    def staged(context: AssetExecutionContext, config: StagingConfig, migration: MigrationResource) -> MaterializeResult:
         migration.hold_store_lock(spec.name, context.run_id)
-        summary = stage_store(
-            migration.database_url, spec, migration.root(), context.run_id,
-            migration.secret(required=spec.needs_secret), workers=migration.workers,
-        )
+        secret = migration.secret(required=spec.needs_secret)
+        changes = None
+        if config.incremental and spec.sync is not None:
+            with migration.connect() as conn:
+                changes = detect_changes(conn, spec, migration.root())
+        if changes is not None:
+            synced = sync_store(migration.database_url, spec, migration.root(), changes, context.run_id, secret,
+                                workers=migration.workers)
+            metadata = _counts_metadata(synced.stage)
+            metadata.update({"mode": "incremental", "changes": changes.describe(), "files_read": synced.files_read,
+                             "rows_carried": synced.rows_carried, "soft_deleted": synced.soft_deleted})
+            return MaterializeResult(metadata=metadata)
+        summary = stage_store(migration.database_url, spec, migration.root(), context.run_id, secret,
+                              workers=migration.workers)
         with migration.connect() as conn:
             if get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
                 set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id)
-        return MaterializeResult(metadata=_counts_metadata(summary))
+        return MaterializeResult(metadata={"mode": "full", **_counts_metadata(summary)})
 
     @multi_asset_check(
         specs=[AssetCheckSpec(name, asset=staged_key, description=text, blocking=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from migration_pipeline.core.spec import (
     ManifestEntry,
     ReadContext,
     StoreSpec,
+    SyncRules,
     TableSpec,
     Unit,
 )
@@ -45,7 +46,7 @@ _BOM = b"\xef\xbb\xbf"
 KNOWN_KEYS = frozenset({"fid", "address", "encryptedPrivateKey", "iv", "chain", "createdAt"})
 
 WALLET_COLUMNS = (
-    Column("id", "int"),
+    Column("id", "int", hashed=False),  # a surrogate: an incremental sync keeps the live id of a known wallet
     Column("fid", "int"),
     Column("address", "text"),
     Column("encrypted_private_key", "text", secret=True),
@@ -197,6 +198,33 @@ def _key_verification(conn: psycopg.Connection, store: str, plan_id: str) -> tup
     return False, f"{failing} of {checked} wallet keys fail verification ({reasons})", details
 
 
+def _key_of(path: str) -> tuple[int, str] | None:
+    folder, _, name = path.rpartition("/")
+    match = FILE_NAME.fullmatch(name) if folder == WALLET_DIR else None
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def _units_for(paths: Sequence[str], first_seq: int) -> tuple[Unit, ...]:
+    files = [(first_seq + i, p.rpartition("/")[2]) for i, p in enumerate(sorted(paths))]
+    return tuple(Unit(number=i // UNIT_SIZE, payload=tuple(files[i : i + UNIT_SIZE]))
+                 for i in range(0, len(files), UNIT_SIZE))
+
+
+WALLET_SYNC = SyncRules(
+    table="wallets",
+    key_columns=("fid", "chain"),
+    key_types=("bigint", "text"),
+    key_of=_key_of,
+    units_for=_units_for,
+    soft_delete_column="deleted_at",
+    after_load_sql=(
+        # A wallet already live keeps its id; new wallets were numbered after the live maximum.
+        "UPDATE {staging}.wallets s SET id = l.id FROM {live}.wallets l"
+        " WHERE s._seq IS NOT NULL AND s.fid = l.fid AND s.chain = l.chain",
+    ),
+)
+
+
 WALLET_STORE = StoreSpec(
     name="wallet",
     description="Per-user wallet files with AES-encrypted private keys (seeds 000, 001).",
@@ -254,14 +282,16 @@ WALLET_STORE = StoreSpec(
         ),
         TableSpec(
             name="wallet_audit_log",
-            description="One 'migrated' row per wallet; accessed_by is the Dagster run id that loaded it.",
+            description="One row per wallet, 'migrated' (or 'deleted' once its file was deleted during the parallel"
+            " run); accessed_by is the Dagster run id that loaded it.",
             derive_sql="INSERT INTO {schema}.wallet_audit_log (wallet_id, action, accessed_by)"
-            " SELECT id, 'migrated', {run_id} FROM {schema}.wallets ORDER BY id",
+            " SELECT id, CASE WHEN deleted_at IS NULL THEN 'migrated' ELSE 'deleted' END, {run_id}"
+            " FROM {schema}.wallets ORDER BY id",
             expected_rows_sql="SELECT count(*) FROM {schema}.wallets",
             expectations=(
                 ex.rows(),
                 *ex.not_null("wallet_id", "accessed_by"),
-                ex.in_set("action", ["migrated"]),
+                ex.in_set("action", ["migrated", "deleted"]),
                 *ex.unique("wallet_id"),
                 ex.orphans("wallet_id", "wallets", "id"),
             ),
@@ -272,6 +302,7 @@ WALLET_STORE = StoreSpec(
     parallel=True,
     needs_secret=True,
     shards=SHARDS,
+    sync=WALLET_SYNC,
     gates=(
         Gate(
             name="key_verification",
