@@ -102,7 +102,8 @@ def test_check_violations_are_quarantined_not_fatal(database_url: str) -> None:
         key_without_iv = (2, 6, "0x" + "b" * 40, "00" * 16, None, "base-account", "base-account", created, created)
         bad_iv = (3, 6, "0x" + "c" * 40, "00" * 16, "zz", "ethereum", "trading", created, created)
         encoder = RowEncoder(table.columns)
-        with conn.cursor().copy('COPY "wallet__staging".wallets FROM STDIN') as copy:
+        columns = ", ".join([c.name for c in table.columns] + list(BOOKKEEPING))
+        with conn.cursor().copy(f'COPY "wallet__staging".wallets ({columns}) FROM STDIN') as copy:
             for seq, row in enumerate((good, key_without_iv, bad_iv), start=1):
                 copy.write(encoder.copy_line(row, (f"f{seq}.json", "file", seq)))
         moved = ddl.quarantine_check_violations(conn, WALLET_STORE, table, "plan", "run")
