@@ -73,13 +73,7 @@ def stage_store(
     started = time.perf_counter()
     todo = [u for u in discovery.units
             if u.number not in done_units and (shards is None or u.shard in shards)]
-    context = ReadContext(store_dir=store_dir, secret=secret)
-    if spec.parallel and workers > 1 and len(todo) > 1:
-        _load_parallel(database_url, spec.name, plan_id, run_id, todo, context, workers)
-    else:
-        with connect(database_url) as conn:
-            for unit in todo:
-                load_unit(conn, spec, plan_id, run_id, unit, context)
+    load_units(database_url, spec, plan_id, run_id, todo, ReadContext(store_dir=store_dir, secret=secret), workers)
     timings["read_and_copy"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -243,6 +237,19 @@ def _write_side_records(
 
 
 # --- the process pool -------------------------------------------------------------------------------
+
+
+def load_units(
+    database_url: str, spec: StoreSpec, plan_id: str, run_id: str, units: list[Unit], context: ReadContext,
+    workers: int,
+) -> None:
+    """Load units in a process pool when the store's units are independent, else one after another."""
+    if spec.parallel and workers > 1 and len(units) > 1:
+        _load_parallel(database_url, spec.name, plan_id, run_id, units, context, workers)
+    else:
+        with connect(database_url) as conn:
+            for unit in units:
+                load_unit(conn, spec, plan_id, run_id, unit, context)
 
 _WORKER_CONN: psycopg.Connection | None = None
 _WORKER_URL: str | None = None

@@ -28,10 +28,9 @@ from migration_pipeline.core.stage import (
     BOOKKEEPING,
     StageSummary,
     _copy_manifest,
-    _load_parallel,
     discard_unkept_bookkeeping,
     finish_staging,
-    load_unit,
+    load_units,
     summarize,
 )
 
@@ -111,13 +110,8 @@ def sync_store(
 
     started = time.perf_counter()
     units = rules.units_for(to_read, (max_id[0] if max_id else 0) + 1)
-    context = ReadContext(store_dir=store_dir, secret=secret)
-    if spec.parallel and workers > 1 and len(units) > 1:
-        _load_parallel(database_url, spec.name, plan_id, run_id, list(units), context, workers)
-    else:
-        with connect(database_url) as conn:
-            for unit in units:
-                load_unit(conn, spec, plan_id, run_id, unit, context)
+    load_units(database_url, spec, plan_id, run_id, list(units), ReadContext(store_dir=store_dir, secret=secret),
+               workers)
     timings["read_and_copy"] = time.perf_counter() - started
 
     started = time.perf_counter()
