@@ -8,7 +8,6 @@ Core functions are called directly wherever the test is not about Dagster (fast)
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 from dagster import DagsterInstance
 from psycopg import sql
 
+from migration_pipeline.core.backup import read_manifest
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import PromotionBlockedError
 from migration_pipeline.core.promote import get_phase, promote, rollback, set_phase
@@ -145,7 +145,7 @@ def test_migrate_job_records_every_transition_and_a_verified_backup(
     store_dir = SAMPLES / "wallet"
     expected = {p.relative_to(store_dir).as_posix(): _sha256(p) for p in store_dir.rglob("*") if p.is_file()}
     assert "EXPECTED.md" in expected and "storage/wallets/.DS_Store" in expected
-    manifest = json.loads(Path(manifest_path).read_text())
+    manifest = read_manifest(Path(manifest_path))  # sha256sum format: `sha256sum -c` checks an extraction
     assert manifest == expected
     assert files == len(expected)
     assert size == sum((store_dir / rel).stat().st_size for rel in expected)
