@@ -211,6 +211,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     env = prepare(args)
+    from migration_pipeline.core.database import connect
+    from migration_pipeline.core.schema import apply_migrations
+
+    with connect(env.database_url) as conn:  # so that any asset can be materialized first on a fresh database
+        apply_migrations(conn)
     print(f"Dagster UI on http://127.0.0.1:{args.port} (database {describe_url(env.database_url)})")
     # The `dagster` of this interpreter's environment: `make ui` runs .venv/bin/migration-pipeline with the
     # venv not activated, so a bare "dagster" would not be on PATH.

@@ -67,7 +67,9 @@ def build_report(
         "SELECT check_name, passed, summary, details FROM migration.check_results"
         " WHERE run_id = %s AND store = %s ORDER BY check_name", (run_id, spec.name)).fetchall()
     reasons = conn.execute(
-        """SELECT table_name, reason, count(*), (array_agg(source_file || ' @ ' || locator ORDER BY id))[1:5],
+        """SELECT table_name, reason, count(*),
+                  (array_agg(source_file || CASE WHEN locator IN ('', 'file') THEN '' ELSE ' ' || locator END
+                             ORDER BY id))[1:5],
                   min(message)
            FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1, 2 ORDER BY 1, 3 DESC""",
         (spec.name, plan_id)).fetchall()

@@ -190,7 +190,7 @@ def _key_verification(conn: psycopg.Connection, store: str, plan_id: str) -> tup
     ).fetchone()
     checked = with_key[0] if with_key else 0
     if not rows:
-        return True, f"all {checked} keys decrypt and derive their stored address", {"keys_verified": checked}
+        return True, f"all {checked} keys decrypt and derive their stored address", {"keys_checked": checked}
     failing = sum(r[1] for r in rows)
     details = {"keys_checked": checked, "failing": failing, "by_reason": {r[0]: r[1] for r in rows},
                "files": sorted({f for r in rows for f in r[2]})}
