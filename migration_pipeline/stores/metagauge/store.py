@@ -51,7 +51,7 @@ FILES: tuple[tuple[str, str], ...] = (
     ("chat_messages", f"{DATA_DIR}/chat_messages.json"),
 )
 BATCH_RECORDS = 2000
-BATCH_BYTES = 8 << 20  # flush earlier when the JSONB payload of a batch grows past this
+BATCH_BYTES = 4 << 20  # flush earlier when the JSONB payload of a batch grows past this
 SEQ_SHIFT = 40
 _BOM = b"\xef\xbb\xbf"
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
