@@ -113,7 +113,24 @@ def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
     return durations
 
 
-def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = False) -> int:
+def _touch_wallets(wallet_dir: Path, count: int) -> int:
+    """Change `count` ethereum wallets the way the legacy app would (a new createdAt); return how many."""
+    import random
+
+    names = sorted(n for n in os.listdir(wallet_dir) if n.endswith("_ethereum.json"))
+    chosen = random.Random(1).sample(names, min(count, len(names)))
+    for name in chosen:
+        try:
+            record = orjson.loads((wallet_dir / name).read_bytes())
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            record["createdAt"] = "2031-01-01T00:00:00.000Z"
+            (wallet_dir / name).write_bytes(orjson.dumps(record))
+    return len(chosen)
+
+
+def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = False, sync_changes: int = 0) -> int:
     from dagster import DagsterInstance
 
     from migration_pipeline.definitions import defs, job_name
@@ -149,6 +166,20 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
             total = time.perf_counter() - t0
             steps = _step_seconds(instance, result.run_id)
+            sync_rows: list[tuple[str, float]] = []
+            if sync_changes and result.success:
+                touched = _touch_wallets(root / "wallet" / "storage" / "wallets", sync_changes)
+                t0 = time.perf_counter()
+                synced = job.execute_in_process(instance=instance, raise_on_error=False, run_config={
+                    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                    "ops": {"wallet__staged": {"config": {"incremental": True}}}})
+                sync_total = time.perf_counter() - t0
+                sync_steps = _step_seconds(instance, synced.run_id)
+                sync_rows = [
+                    (f"sync: stage ({touched} changed files read, the rest carried)", sync_steps.get("wallet__staged", 0.0)),
+                    ("sync: gates", sync_steps.get("wallet_gates", 0.0)),
+                    (f"sync: whole Dagster run ({'succeeded' if synced.success else 'FAILED'})", sync_total),
+                ]
     finally:
         drop_database(server_url, "migration_bench")
     rows = [
@@ -162,6 +193,7 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
         ("full: promote (atomic swap)", steps.get("wallet__live", 0.0)),
         ("full: validation report", steps.get("wallet__validation_report", 0.0)),
         ("full: whole Dagster run", total),
+        *sync_rows,
     ]
     print(f"\nwallet store: {users} users, {files} files, {workers} workers, run {'succeeded' if result.success else 'FAILED'}")
     print(f"{'phase':64} {'seconds':>8} {'files/s':>9}")

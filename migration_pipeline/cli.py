@@ -229,7 +229,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from migration_pipeline.bench import run_benchmark
 
     env = prepare(args)
-    return run_benchmark(env.database_url, users=args.users, workers=args.workers, keep=args.keep)
+    return run_benchmark(env.database_url, users=args.users, workers=args.workers, keep=args.keep,
+                         sync_changes=args.sync_changes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--users", type=int, default=10000)
     bench.add_argument("--workers", type=int, default=2)
     bench.add_argument("--keep", action="store_true", help="keep the generated store under .bench/")
+    bench.add_argument("--sync-changes", type=int, default=0,
+                       help="then change this many files and time an incremental sync of them")
     bench.set_defaults(func=cmd_bench)
 
     status = sub.add_parser("status", help="phase, last run and last report of every store")
