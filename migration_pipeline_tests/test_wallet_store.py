@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -412,3 +413,17 @@ def test_wrong_secret_flags_every_loaded_key_and_only_those(database_url: str) -
     assert text.startswith("13 of 13 wallet keys fail verification (")
     assert details["files"] == with_key
     assert details["keys_checked"] == 13 and details["failing"] == 13
+
+
+def test_oversized_fid_and_unreadable_file_are_quarantined_not_fatal(database_url: str, tmp_path: Path) -> None:
+    wallets = tmp_path / "src" / "wallet" / "storage" / "wallets"
+    wallets.mkdir(parents=True)
+    shutil.copy(SAMPLES / "wallet" / "storage" / "wallets" / "wallet_1_ethereum.json", wallets / "wallet_1_ethereum.json")
+    (wallets / "wallet_99999999999999999999_base-account.json").write_text('{"address": "0x' + "a" * 40 + '"}')
+    (wallets / "wallet_5_ethereum.json").symlink_to(tmp_path / "missing-target.json")  # listed, then unreadable
+    summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "odd", SAMPLE_SECRET, workers=1)
+    assert summary.staged["wallets"] == 1
+    with connect(database_url) as conn:
+        rows = conn.execute("SELECT source_file, reason FROM migration.quarantine ORDER BY 1").fetchall()
+    assert rows == [("storage/wallets/wallet_5_ethereum.json", "unreadable_file"),
+                    ("storage/wallets/wallet_99999999999999999999_base-account.json", "invalid_fid")]

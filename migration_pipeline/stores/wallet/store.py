@@ -39,6 +39,7 @@ from migration_pipeline.stores import expectations as ex
 WALLET_DIR = "storage/wallets"
 FILE_NAME = re.compile(r"wallet_(\d+)_([a-z0-9][a-z0-9-]*)\.json")
 UNIT_SIZE = 2000
+MAX_FID = 2**63 - 1  # wallet.users.fid is bigint
 SHARDS = 16
 UNITS_PER_SHARD = 100_000  # unit numbers of shard k start at k * UNITS_PER_SHARD
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -61,7 +62,7 @@ WALLET_COLUMNS = (
 def discover(store_dir: Path) -> Discovery:
     """Sorted wallet files in units of UNIT_SIZE; everything else under the store is unmapped."""
     wallet_dir = store_dir / WALLET_DIR
-    names = sorted(e.name for e in os.scandir(wallet_dir) if e.is_file()) if wallet_dir.is_dir() else []
+    names = sorted(e.name for e in os.scandir(wallet_dir) if not e.is_dir()) if wallet_dir.is_dir() else []
     mapped = [n for n in names if FILE_NAME.fullmatch(n)]
     unmapped = [f"{WALLET_DIR}/{n}" for n in names if not FILE_NAME.fullmatch(n)]
     unmapped += walk_files(store_dir, skip=WALLET_DIR)
@@ -94,9 +95,14 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     for seq, name in unit.payload:
         path = wallet_dir / name
         relative = f"{WALLET_DIR}/{name}"
-        with open(path, "rb") as handle:
-            data = handle.read()
-            mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+                mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
+        except OSError as exc:  # vanished or unreadable since listing: recorded, never a crash
+            batch.manifest.append(ManifestEntry(relative, 0, "", True, None))
+            batch.quarantine("wallets", relative, "file", "unreadable_file", f"cannot read the file ({exc.strerror})")
+            continue
         batch.manifest.append(ManifestEntry(relative, len(data), hashlib.sha256(data).hexdigest(), True, mtime_ns))
         try:
             row, flag = normalize_wallet(name, data, seq, key, lambda m=mtime_ns: m / 1e9)
@@ -132,14 +138,16 @@ def normalize_wallet(
     if not isinstance(record, dict):
         raise _Reject("not_an_object", f"the file holds a JSON {type(record).__name__}, not an object")
 
-    if name_fid <= 0:
-        raise _Reject("invalid_fid", "the fid in the file name is not a positive integer")
+    if not 0 < name_fid <= MAX_FID:
+        raise _Reject("invalid_fid", "the fid in the file name is not a positive 64-bit integer")
     fid = record.get("fid")
     if fid is not None:
         if isinstance(fid, str) and fid.strip().isdigit():
             fid = int(fid)
         if not isinstance(fid, int) or isinstance(fid, bool):
             raise _Reject("invalid_fid", "fid inside the file is not an integer")
+        if fid != name_fid and not 0 < fid <= MAX_FID:
+            raise _Reject("invalid_fid", "fid inside the file is not a positive 64-bit integer")
         if fid != name_fid:
             raise _Reject("fid_mismatch", f"fid {fid} inside the file differs from fid {name_fid} in its name")
     content_chain = record.get("chain")
