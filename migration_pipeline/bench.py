@@ -130,7 +130,46 @@ def _touch_wallets(wallet_dir: Path, count: int) -> int:
     return len(chosen)
 
 
-def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = False, sync_changes: int = 0) -> int:
+def metagauge_benchmark(server_url: str, users: int) -> list[tuple[str, float, str]]:
+    """The metagauge store of `users` users (20 KB analysis results): the whole Dagster run, its stage
+    and gates, as rows (phase, seconds, what was moved)."""
+    from dagster import DagsterInstance
+
+    from migration_pipeline.definitions import defs, job_name
+    from migration_pipeline.stores.metagauge.generate import generate_metagauge_store
+
+    root = Path(".bench") / f"metagauge-{users}"
+    summary = generate_metagauge_store(root, users=users, seed=11)
+    megabytes = sum(summary.files.values()) / 2**20
+    url = ensure_database(server_url, "migration_bench_metagauge")
+    try:
+        os.environ.update({"DATABASE_URL": url, "MIGRATION_SOURCE_ROOT": str(root.resolve()),
+                           "MIGRATION_REPORT_DIR": str((Path(".bench") / "reports").resolve())})
+        # No RSS row: the generator ran in this process just before, so its peak would be counted.
+        # Streaming memory is measured alone by test_metagauge.py::test_streaming_memory (VmHWM).
+        with DagsterInstance.ephemeral() as instance:
+            t0 = time.perf_counter()
+            result = defs.resolve_job_def(job_name("metagauge")).execute_in_process(
+                instance=instance, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+            total = time.perf_counter() - t0
+            steps = _step_seconds(instance, result.run_id)
+    finally:
+        drop_database(server_url, "migration_bench_metagauge")
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    rows = sum(summary.loaded.values())
+    moved = f"{megabytes:.0f} MB, {rows} rows"
+    return [
+        ("metagauge: stage (stream 5 documents, normalize, COPY, SQL rules)", steps.get("metagauge__staged", 0.0), moved),
+        ("metagauge: gates (10 GX suites, counts, checksums, report)", steps.get("metagauge_gates", 0.0), moved),
+        (f"metagauge: whole Dagster run ({'succeeded' if result.success else 'FAILED'})", total, moved),
+    ]
+
+
+def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = False, sync_changes: int = 0,
+                  metagauge_users: int = 0) -> int:
     from dagster import DagsterInstance
 
     from migration_pipeline.definitions import defs, job_name
@@ -203,6 +242,10 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
     without_backup = total - steps.get("wallet__backup", 0.0)
     print(f"{'ratio full run / floor':64} {total / floor_times['total']:8.2f}")
     print(f"{'ratio full run without the one-time backup / floor':64} {without_backup / floor_times['total']:8.2f}")
+    if metagauge_users:
+        print()
+        for name, value, moved in metagauge_benchmark(server_url, metagauge_users):
+            print(f"{name:64} {value:8.2f} {moved:>20}")
     if not keep:
         import shutil
 

@@ -230,7 +230,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     env = prepare(args)
     return run_benchmark(env.database_url, users=args.users, workers=args.workers, keep=args.keep,
-                         sync_changes=args.sync_changes)
+                         sync_changes=args.sync_changes, metagauge_users=args.metagauge_users)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--keep", action="store_true", help="keep the generated store under .bench/")
     bench.add_argument("--sync-changes", type=int, default=0,
                        help="then change this many files and time an incremental sync of them")
+    bench.add_argument("--metagauge-users", type=int, default=0,
+                       help="also migrate a generated metagauge store of this many users")
     bench.set_defaults(func=cmd_bench)
 
     status = sub.add_parser("status", help="phase, last run and last report of every store")

@@ -109,6 +109,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
     @asset(
         key=backup_key,
         group_name=group,
+        deps=[SCHEMA_ASSET],
         description=f"Backup first: a tar archive of every file under <source root>/{spec.folder} with a SHA-256 "
         "manifest, verified by re-reading it. Written once, before the store's first load; kept 30 days.",
     )
