@@ -149,3 +149,31 @@ def test_unreachable_database_is_one_line() -> None:
     assert "\n" not in message and "hunter2" not in message
     assert message.startswith("cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:1/none")
     assert isinstance(info.value.__cause__, type(None)) and not isinstance(info.value, psycopg.Error)
+
+
+def test_a_value_postgresql_refuses_aborts_only_its_unit_and_is_never_quoted(database_url: str) -> None:
+    """If a store lets a bad value through to COPY, the error names the unit, not the value."""
+    import dataclasses
+
+    from migration_pipeline.core.errors import MigrationError
+    from migration_pipeline.core.spec import Batch, ReadContext, Unit
+    from migration_pipeline.core.stage import load_unit
+
+    def bad_reader(unit: Unit, context: ReadContext):  # type: ignore[no-untyped-def]
+        batch = Batch()
+        created = datetime(2025, 1, 1, tzinfo=UTC)
+        batch.add_row("wallets", (1, "SECRET-0xdeadbeef", "0x" + "a" * 40, None, None, "x", "x", created, created,
+                                  "f.json", "file", 1))
+        yield batch
+
+    spec = dataclasses.replace(WALLET_STORE, read_unit=bad_reader)
+    with connect(database_url) as conn:
+        ddl.create_staging_tables(conn, spec, BOOKKEEPING)
+        conn.commit()
+        with pytest.raises(MigrationError) as info:
+            load_unit(conn, spec, "plan", "run", Unit(7, ()), ReadContext(Path("."), None))
+        left = conn.execute('SELECT count(*) FROM "wallet__staging".wallets').fetchone()
+        progress = conn.execute("SELECT count(*) FROM migration.unit_progress").fetchone()
+    assert "SECRET" not in str(info.value) and "deadbeef" not in str(info.value)
+    assert str(info.value).startswith("wallet: PostgreSQL refused unit 7 (InvalidTextRepresentation, SQLSTATE 22P02)")
+    assert left == (0,) and progress == (0,)

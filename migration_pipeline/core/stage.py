@@ -21,6 +21,7 @@ from psycopg import sql
 
 from migration_pipeline.core import ddl
 from migration_pipeline.core.database import connect
+from migration_pipeline.core.errors import MigrationError
 from migration_pipeline.core.rows import RowEncoder
 from migration_pipeline.core.spec import Batch, ManifestEntry, ReadContext, StoreSpec, TableSpec, Unit
 
@@ -173,6 +174,20 @@ def load_unit(
     conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str, unit: Unit, context: ReadContext
 ) -> dict[str, int]:
     """Read one unit and commit its rows, quarantine, flags, manifest and progress atomically."""
+    try:
+        return _load_unit(conn, spec, plan_id, run_id, unit, context)
+    except psycopg.Error as exc:
+        # PostgreSQL quotes the offending value in its message (CONTEXT: COPY ..., column x: "..."), and that
+        # value may be a key or a password hash: say what failed and where, never the value.
+        raise MigrationError(
+            f"{spec.name}: PostgreSQL refused unit {unit.number} ({type(exc).__name__}, SQLSTATE {exc.sqlstate}); "
+            "the unit was rolled back and nothing else changed: fix the store's normalization, then re-run to resume"
+        ) from None
+
+
+def _load_unit(
+    conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str, unit: Unit, context: ReadContext
+) -> dict[str, int]:
     seen: dict[str, int] = {t.name: 0 for t in spec.tables if t.loaded}
     emitted: dict[str, int] = dict.fromkeys(seen, 0)
     hash_sums: dict[str, int] = dict.fromkeys(seen, 0)

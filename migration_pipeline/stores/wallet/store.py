@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import sql
 
 from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_key
 from migration_pipeline.core.manifest import walk_files
@@ -194,7 +195,8 @@ def _key_verification(conn: psycopg.Connection, store: str, plan_id: str) -> tup
         (store, plan_id),
     ).fetchall()
     with_key = conn.execute(
-        'SELECT count(*) FROM "wallet__staging".wallets WHERE encrypted_private_key IS NOT NULL'
+        sql.SQL("SELECT count(*) FROM {}.wallets WHERE encrypted_private_key IS NOT NULL").format(
+            sql.Identifier(f"{store}__staging"))
     ).fetchone()
     checked = with_key[0] if with_key else 0
     if not rows:
