@@ -153,8 +153,10 @@ def build_report(
             parts.append(f"<tr><td>{_e(table)}</td><td><code>{_e(reason)}</code></td><td class='n'>{n}</td>"
                          f"<td>{_e(message)}</td></tr>")
         parts.append("</table>")
-    parts.append(f"<h2>Source files</h2><p>{manifest.get('mapped', 0)} mapped, {manifest.get('unmapped', 0)} "
-                 "unmapped (listed in <code>migration.source_manifest</code> with size and SHA-256).</p>")
+    patterns = ", ".join(f"<code>{_e(p)}</code>" for p in spec.source_files)
+    parts.append(f"<h2>Source files</h2><p>{manifest.get('mapped', 0)} mapped ({patterns}), "
+                 f"{manifest.get('unmapped', 0)} unmapped (listed in <code>migration.source_manifest</code> with size "
+                 "and SHA-256).</p>")
     if unmapped:
         parts.append("<ul>" + "".join(f"<li><code>{_e(u)}</code></li>" for u in unmapped) + "</ul>")
     if backup:

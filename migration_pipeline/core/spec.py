@@ -133,7 +133,7 @@ class UnitReader(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """A store-specific blocking check computed in SQL by `sql` returning (passed, summary, details)."""
+    """A store-specific blocking check: `evaluate(conn, store, plan_id)` returns (passed, summary, details)."""
 
     name: str
     description: str
