@@ -113,6 +113,16 @@ def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
     return durations
 
 
+def _stage_seconds(instance: Any) -> dict[str, float]:
+    """The staged asset's own timings (discover, read_and_copy, finish_sql) from its materialization."""
+    from dagster import AssetKey
+
+    event = instance.get_latest_materialization_event(AssetKey(["wallet", "staged"]))
+    materialization = event.asset_materialization if event else None
+    seconds = materialization.metadata.get("seconds") if materialization else None
+    return dict(seconds.value) if seconds is not None else {}
+
+
 def _touch_wallets(wallet_dir: Path, count: int) -> int:
     """Change `count` ethereum wallets the way the legacy app would (a new createdAt); return how many."""
     import random
@@ -205,6 +215,7 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
             total = time.perf_counter() - t0
             steps = _step_seconds(instance, result.run_id)
+            stage_parts = _stage_seconds(instance)
             sync_rows: list[tuple[str, float]] = []
             if sync_changes and result.success:
                 touched = _touch_wallets(root / "wallet" / "storage" / "wallets", sync_changes)
@@ -228,6 +239,9 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
         ("full: schema", steps.get("migration_schema", 0.0)),
         ("full: backup (tar + SHA-256 manifest, verified; once per store)", steps.get("wallet__backup", 0.0)),
         ("full: stage (read, parse, verify, COPY, SQL rules, indexes)", steps.get("wallet__staged", 0.0)),
+        ("  of which discover (list and sort the files)", stage_parts.get("discover", 0.0)),
+        ("  of which read+parse+verify+COPY (2 worker procs)", stage_parts.get("read_and_copy", 0.0)),
+        ("  of which SQL: dedupe, CHECKs, derived tables, keys, indexes", stage_parts.get("finish_sql", 0.0)),
         ("full: gates (row counts, checksums, keys, GX suites, report)", steps.get("wallet_gates", 0.0)),
         ("full: promote (atomic swap)", steps.get("wallet__live", 0.0)),
         ("full: validation report", steps.get("wallet__validation_report", 0.0)),

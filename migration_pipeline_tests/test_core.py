@@ -110,12 +110,79 @@ def test_check_violations_are_quarantined_not_fatal(database_url: str) -> None:
         left = conn.execute('SELECT id FROM "wallet__staging".wallets').fetchall()
         quarantined = conn.execute(
             "SELECT source_file, reason, message, row_hash FROM migration.quarantine ORDER BY source_file").fetchall()
+        checks = _constraints(conn, "wallet__staging", "wallets")
     assert moved == 2
     assert left == [(1,)]
+    # After the quarantine, the live CHECKs hold on the staged table: they are in place for promotion.
+    assert checks == [("wallets_address_check", "c"), ("wallets_check", "c"), ("wallets_iv_check", "c")]
     assert quarantined == [
         ("f2.json", "constraint_violation", "violates CHECK constraint wallets_check", encoder.row_hash(key_without_iv)),
         ("f3.json", "constraint_violation", "violates CHECK constraint wallets_iv_check", encoder.row_hash(bad_iv)),
     ]
+
+
+def _constraints(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str]]:
+    return conn.execute(
+        "SELECT conname, contype::text FROM pg_constraint WHERE conrelid = (quote_ident(%s) || '.' || quote_ident(%s))"
+        "::regclass ORDER BY conname", (schema, table)).fetchall()
+
+
+def test_keys_and_checks_of_clean_rows_are_built_before_any_search(database_url: str) -> None:
+    """Clean rows (the usual case): the live keys and CHECKs go straight onto the staged table, the keys
+    need no duplicate search and nothing is quarantined; a key with a duplicate is left to the search."""
+    table = WALLET_STORE.table("wallets")
+    created = datetime(2025, 1, 1, tzinfo=UTC)
+    with connect(database_url) as conn:
+        ddl.create_staging_tables(conn, WALLET_STORE, BOOKKEEPING)
+        encoder = RowEncoder(table.columns)
+        columns = ", ".join([c.name for c in table.columns] + list(BOOKKEEPING))
+        with conn.cursor().copy(f'COPY "wallet__staging".wallets ({columns}) FROM STDIN') as copy:
+            for seq, (wallet_id, fid) in enumerate([(1, 5), (2, 6), (3, 6)], start=1):
+                row = (wallet_id, fid, "0x" + "a" * 40, None, None, "base", "base", created, created)
+                copy.write(encoder.copy_line(row, (f"f{seq}.json", "file", seq)))
+        enforced = ddl.enforce_unique_keys(conn, WALLET_STORE, table)
+        moved = ddl.quarantine_check_violations(conn, WALLET_STORE, table, "plan", "run")
+        built = _constraints(conn, "wallet__staging", "wallets")
+        quarantined = conn.execute("SELECT count(*) FROM migration.quarantine").fetchone()
+    # (fid, chain) = (6, base) twice: that key is not built and stays with the duplicate search.
+    assert enforced == {("id",)}
+    assert moved == 0 and quarantined == (0,)
+    assert built == [("wallets_address_check", "c"), ("wallets_check", "c"), ("wallets_iv_check", "c"),
+                     ("wallets_pkey", "p")]
+
+
+def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks written by worker processes form one tar in file order; its manifest is sha256sum's
+    format; a changed byte in the archive is caught by the re-read."""
+    import hashlib
+    import tarfile
+
+    from migration_pipeline.core import backup
+
+    store = tmp_path / "store"
+    (store / "a" / "b").mkdir(parents=True)
+    contents = {f"a/b/f{i:02d}.json": f'{{"i": {i}}}'.encode() * (i + 1) for i in range(10)}
+    contents["top.txt"] = b""
+    for relative, data in contents.items():
+        (store / relative).write_bytes(data)
+    monkeypatch.setattr(backup, "CHUNK_FILES", 3)  # 4 chunks over 2 worker processes
+    made = backup.write_backup(store, tmp_path / "out", "demo", workers=2)
+
+    expected = {relative: hashlib.sha256(data).hexdigest() for relative, data in contents.items()}
+    assert (made.files, made.bytes) == (11, sum(len(d) for d in contents.values()))
+    assert made.sha256 == hashlib.sha256(made.archive.read_bytes()).hexdigest()
+    assert backup.read_manifest(made.manifest) == expected
+    with tarfile.open(made.archive) as tar:
+        names = tar.getnames()
+        members = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar.getmembers()}  # type: ignore[union-attr]
+    assert names == sorted(contents) and members == expected
+
+    raw = bytearray(made.archive.read_bytes())
+    raw[raw.index(b'{"i": 7}') + 1] ^= 0x01  # one flipped bit in the content of a/b/f07.json
+    made.archive.write_bytes(bytes(raw))
+    lines = made.manifest.read_text().splitlines(keepends=True)
+    chunk = backup._Chunk(0, len(raw) - 1024, "".join(lines))
+    assert backup._verify_chunk(str(made.archive), chunk) == "a/b/f07.json"
 
 
 @pytest.mark.parametrize(

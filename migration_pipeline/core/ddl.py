@@ -8,7 +8,7 @@ moved to the quarantine first, so that a bad record never aborts a load.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import partial
 
 import psycopg
@@ -84,11 +84,17 @@ def _lower_column(column: str, alias: str) -> list[sql.Composable]:
     return [sql.SQL("lower({}.{})").format(sql.Identifier(alias), sql.Identifier(column))]
 
 
-def quarantine_duplicates(conn: psycopg.Connection, spec: StoreSpec, table: TableSpec, plan_id: str, run_id: str) -> int:
-    """Keep the first record (lowest `_seq`) of each natural key; quarantine the rest as duplicate_key."""
+def quarantine_duplicates(
+    conn: psycopg.Connection, spec: StoreSpec, table: TableSpec, plan_id: str, run_id: str,
+    enforced: Collection[tuple[str, ...]] = (),
+) -> int:
+    """Keep the first record (lowest `_seq`) of each natural key; quarantine the rest as duplicate_key.
+    Keys in `enforced` are already unique (a unique index was built) and are not searched."""
     target = _qualified(spec.staging_schema, table.name)
     key_sets: list[tuple[str, Callable[[str], list[sql.Composable]]]] = []
     for unique_key in table.unique_keys:
+        if tuple(unique_key) in enforced:
+            continue
         key_sets.append((", ".join(unique_key), partial(_key_columns, unique_key)))
     for column in table.unique_ci:
         key_sets.append((f"{column} (case-insensitive)", partial(_lower_column, column)))
@@ -141,14 +147,52 @@ def _live_constraints(conn: psycopg.Connection, spec: StoreSpec, table: str, kin
     ).fetchall()
 
 
+def _add_constraints(conn: psycopg.Connection, spec: StoreSpec, table: str, constraints: Sequence[tuple]) -> None:
+    # One ALTER TABLE per table and kind: PostgreSQL builds all its indexes / validates all its CHECKs in one pass.
+    _set_search_path(conn, spec.staging_schema)
+    conn.execute(sql.SQL("ALTER TABLE {} {}").format(
+        _qualified(spec.staging_schema, table),
+        sql.SQL(", ").join(sql.SQL("ADD CONSTRAINT {} {}").format(sql.Identifier(name), sql.SQL(definition))
+                           for name, definition, *_ in constraints)))
+
+
+def _try_add_constraints(
+    conn: psycopg.Connection, spec: StoreSpec, table: str, constraints: Sequence[tuple], error: type[Exception]
+) -> bool:
+    """Add constraints in a savepoint; False (and nothing changed) when a row violates one of them."""
+    try:
+        with conn.transaction():
+            _add_constraints(conn, spec, table, constraints)
+        return True
+    except error:
+        return False
+
+
+def enforce_unique_keys(conn: psycopg.Connection, spec: StoreSpec, table: TableSpec) -> set[tuple[str, ...]]:
+    """Build the live table's primary key and unique constraints on the staged table when no duplicate
+    exists (the usual case: one index build instead of a GROUP BY per key); return the key column
+    lists now enforced, which need no duplicate search (a key with a duplicate is left to the search)."""
+    enforced = set()
+    for constraint in _live_constraints(conn, spec, table.name, "pu"):
+        # One at a time: a duplicate under one key must not stop the others from being built now.
+        if _try_add_constraints(conn, spec, table.name, [constraint], psycopg.errors.UniqueViolation):
+            enforced.add(tuple(constraint[5]))
+    return enforced
+
+
 def quarantine_check_violations(
     conn: psycopg.Connection, spec: StoreSpec, table: TableSpec, plan_id: str, run_id: str
 ) -> int:
-    """Move rows that would fail any of the live table's CHECK constraints to the quarantine (one scan)."""
-    checks = [(name, definition.removeprefix("CHECK ").removesuffix(" NOT VALID"))
-              for name, definition, *_ in _live_constraints(conn, spec, table.name, "c")]
-    if not checks:
+    """Add the live table's CHECK constraints to the staged table, moving rows that would fail any of
+    them to the quarantine first. Optimistic: the constraints are added first (one validating scan);
+    only when a row violates one is the quarantining DELETE run (one scan) and the add repeated."""
+    constraints = _live_constraints(conn, spec, table.name, "c")
+    if not constraints:
         return 0
+    if _try_add_constraints(conn, spec, table.name, constraints, psycopg.errors.CheckViolation):
+        return 0
+    checks = [(name, definition.removeprefix("CHECK ").removesuffix(" NOT VALID"))
+              for name, definition, *_ in constraints]
     _set_search_path(conn, spec.staging_schema)
     fails = [sql.SQL("NOT coalesce({}, true)").format(sql.SQL(condition)) for _, condition in checks]
     delete = sql.SQL("DELETE FROM {} WHERE {} RETURNING *, CASE {} END AS violated").format(
@@ -157,8 +201,10 @@ def quarantine_check_violations(
         sql.SQL(" ").join(sql.SQL("WHEN {} THEN {}").format(f, sql.Literal(name))
                           for f, (name, _) in zip(fails, checks, strict=True)),
     )
-    return _quarantine_removed(conn, spec, table, plan_id, run_id, "constraint_violation", delete,
-                               sql.SQL("'violates CHECK constraint ' || violated"))
+    moved = _quarantine_removed(conn, spec, table, plan_id, run_id, "constraint_violation", delete,
+                                sql.SQL("'violates CHECK constraint ' || violated"))
+    _add_constraints(conn, spec, table.name, constraints)
+    return moved
 
 
 def resolve_orphans(
@@ -226,15 +272,13 @@ def finish_staged_tables(conn: psycopg.Connection, spec: StoreSpec, bookkeeping:
             conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(target, sql.Identifier(column)))
     for kinds in ("pu", "c", "f"):
         for table in spec.tables:
-            constraints = _live_constraints(conn, spec, table.name, kinds)
-            if not constraints:
-                continue
-            _set_search_path(conn, staging)
-            # One ALTER TABLE per table and kind: PostgreSQL validates all its CHECKs/FKs in one pass.
-            conn.execute(sql.SQL("ALTER TABLE {} {}").format(
-                _qualified(staging, table.name),
-                sql.SQL(", ").join(sql.SQL("ADD CONSTRAINT {} {}").format(sql.Identifier(name), sql.SQL(definition))
-                                   for name, definition, *_ in constraints)))
+            present = {r[0] for r in conn.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass",
+                (f'"{staging}"."{table.name}"',))}
+            # Constraints already added while finishing (keys and checks of loaded tables) are not rebuilt.
+            constraints = [c for c in _live_constraints(conn, spec, table.name, kinds) if c[0] not in present]
+            if constraints:
+                _add_constraints(conn, spec, table.name, constraints)
     for table in spec.tables:
         _set_search_path(conn, spec.schema)
         live = f"{spec.schema}.{table.name}"

@@ -25,16 +25,13 @@ NULL = "\\N"
 _SEPARATOR = "\x1f"
 
 
-def _text(value: Any) -> str:
-    return str(value)
-
-
 def _bool(value: Any) -> str:
     return "true" if value else "false"
 
 
 def _timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    # isoformat, unlike strftime("%Y"), zero-pads years below 1000 as to_char's YYYY does.
+    return value.astimezone(UTC).isoformat(timespec="microseconds")[:26]
 
 
 def _date(value: date) -> str:
@@ -69,27 +66,33 @@ def _jsonb(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-_HASH_TEXT: dict[ColumnKind, Callable[[Any], str]] = {
-    "int": _text,
+# Per kind: the canonical text (hashed, and the base of the COPY text), and how the COPY text follows
+# from it. Each value is formatted once and serves both the row hash and the COPY line.
+_CANONICAL: dict[ColumnKind, Callable[[Any], str]] = {
+    "int": str,
     "numeric": _numeric,
-    "text": _text,
+    "text": str,
     "bool": _bool,
     "timestamptz": _timestamp,
     "date": _date,
     "uuid": _uuid,
     "text[]": _text_array_hash,
+    "jsonb": _jsonb,
 }
 
-_COPY_TEXT: dict[ColumnKind, Callable[[Any], str]] = {
-    "int": _text,
-    "numeric": _numeric,
-    "text": _text,
-    "bool": _bool,
-    "timestamptz": lambda v: v.isoformat(),
-    "date": _date,
-    "uuid": _uuid,
-    "text[]": _array_literal,
-    "jsonb": _jsonb,
+
+# How the COPY text follows from the canonical text `t` of value `v`. Kinds whose canonical text can
+# hold a tab, newline or backslash are escaped; the rest never do.
+_COPY_FROM_CANONICAL: dict[ColumnKind, str] = {
+    "int": "{t}",
+    "numeric": "{t}",
+    "text": "{t}.translate(_COPY_ESCAPES)",
+    "bool": "{t}",
+    "timestamptz": '{t} + "+00"',
+    "date": "{t}",
+    "uuid": "{t}",
+    "text[]": "_array_literal({v}).translate(_COPY_ESCAPES)",
+    "jsonb": "{t}.translate(_COPY_ESCAPES)",
 }
 
 
@@ -98,25 +101,55 @@ def hashed(columns: Sequence[Column]) -> list[int]:
     return [i for i, c in enumerate(columns) if c.kind != "jsonb" and c.hashed]
 
 
+def _encode_source(columns: Sequence[Column]) -> str:
+    """Source of `encode(values, extra)` unrolled for these columns: one formatting per value, no loop
+    and no per-column call (it runs once per source record, millions of times)."""
+    names = [f"v{i}" for i in range(len(columns))]
+    lines = ["def encode(values, extra):", f"    {', '.join(names)}, = values"]
+    for i, column in enumerate(columns):
+        canonical = "str" if _CANONICAL[column.kind] is str else f"_canonical_{i}"
+        copy_text = _COPY_FROM_CANONICAL[column.kind].format(t=f"t{i}", v=f"v{i}")
+        lines.append(f"    if v{i} is None:")
+        lines.append(f"        t{i} = c{i} = NULL")
+        lines.append("    else:")
+        lines.append(f"        t{i} = {canonical}(v{i})")
+        lines.append(f"        c{i} = {copy_text}")
+    copy_parts = ", ".join(f"c{i}" for i in range(len(columns)))
+    hash_parts = "".join(f"t{i}, " for i in hashed(columns))
+    lines.append(f"    line = '\\t'.join(({copy_parts}, *[NULL if e is None else str(e).translate(_COPY_ESCAPES)"
+                 " for e in extra])) + '\\n'")
+    lines.append(f"    digest = _md5(_SEPARATOR.join(({hash_parts})).encode('utf-8')).digest()")
+    lines.append("    return line, int.from_bytes(digest[:8], 'big', signed=True)")
+    return "\n".join(lines)
+
+
 class RowEncoder:
     """Turns rows of one table into COPY text and row hashes (built once per table and process)."""
 
     def __init__(self, columns: Sequence[Column]) -> None:
-        self._copy = [_COPY_TEXT[c.kind] for c in columns]
-        self._hash_positions = hashed(columns)
-        self._hash = [_HASH_TEXT[columns[i].kind] for i in self._hash_positions]
         self.width = len(columns)
+        namespace: dict[str, Any] = {
+            "NULL": NULL, "_COPY_ESCAPES": _COPY_ESCAPES, "_SEPARATOR": _SEPARATOR, "_md5": hashlib.md5,
+            "_array_literal": _array_literal,
+            **{f"_canonical_{i}": _CANONICAL[c.kind] for i, c in enumerate(columns)},
+        }
+        exec(_encode_source(columns), namespace)  # noqa: S102 - source built above from column kinds only
+        self._encode: Callable[[Sequence[Any], Sequence[Any]], tuple[str, int]] = namespace["encode"]
+
+    def encode(self, values: Sequence[Any], extra: Sequence[Any]) -> tuple[str, int]:
+        """(the COPY text line of `values` followed by `extra`, the row hash of `values`)."""
+        try:
+            return self._encode(values, extra)
+        except ValueError:
+            if len(values) != self.width:
+                raise ValueError(f"row has {len(values)} values, the table {self.width} columns") from None
+            raise
 
     def copy_line(self, values: Sequence[Any], extra: Sequence[Any]) -> str:
-        parts = [NULL if v is None else f(v).translate(_COPY_ESCAPES) for f, v in zip(self._copy, values, strict=True)]
-        parts.extend(NULL if v is None else str(v).translate(_COPY_ESCAPES) for v in extra)
-        return "\t".join(parts) + "\n"
+        return self.encode(values, extra)[0]
 
     def row_hash(self, values: Sequence[Any]) -> int:
-        text = _SEPARATOR.join(
-            NULL if values[i] is None else f(values[i]) for i, f in zip(self._hash_positions, self._hash, strict=True)
-        )
-        return int.from_bytes(hashlib.md5(text.encode("utf-8")).digest()[:8], "big", signed=True)
+        return self.encode(values, ())[1]
 
 
 def _sql_hash_text(column: Column) -> sql.Composable:

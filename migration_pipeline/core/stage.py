@@ -199,10 +199,11 @@ def _load_unit(
                 encoder = _encoder(spec, table)
                 buffer = io.StringIO()
                 total = 0
+                width = encoder.width
                 for row in rows:
-                    values = row[: encoder.width]
-                    total += encoder.row_hash(values)
-                    buffer.write(encoder.copy_line(values, row[encoder.width :]))
+                    line, row_hash = encoder.encode(row[:width], row[width:])
+                    total += row_hash
+                    buffer.write(line)
                 columns = [c.name for c in table.columns] + list(BOOKKEEPING)
                 with cur.copy(
                     sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
@@ -319,7 +320,8 @@ def finish_staging(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_
             assert table.derive_sql is not None
             conn.execute(sql.SQL(table.derive_sql).format(schema=sql.Identifier(staging), run_id=sql.Literal(run_id)))
             continue
-        ddl.quarantine_duplicates(conn, spec, table, plan_id, run_id)
+        enforced = ddl.enforce_unique_keys(conn, spec, table)
+        ddl.quarantine_duplicates(conn, spec, table, plan_id, run_id, enforced)
         ddl.quarantine_check_violations(conn, spec, table, plan_id, run_id)
         ddl.resolve_orphans(conn, spec, table, plan_id, run_id, earlier={n for n, p in position.items()
                                                                          if p < position[table.name]})

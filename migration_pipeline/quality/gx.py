@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import great_expectations as gx
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
 from migration_pipeline.core.database import sqlalchemy_url
 from migration_pipeline.core.spec import StoreSpec, TableSpec
 
@@ -28,7 +31,7 @@ class SuiteOutcome:
     docs_index: Path | None
 
 
-def _expectation(gx: Any, spec_type: str, kwargs: dict[str, Any], schema_sql: str, expected_rows: int) -> Any:
+def _expectation(spec_type: str, kwargs: dict[str, Any], schema_sql: str, expected_rows: int) -> Any:
     resolved: dict[str, Any] = {}
     for key, value in kwargs.items():
         if value == "$expected_rows":
@@ -46,9 +49,6 @@ def run_suites(
     docs_dir: Path,
 ) -> dict[str, SuiteOutcome]:
     """Validate every staged table of `spec` with its suite; return one outcome per table."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     shutil.rmtree(docs_dir / "gx", ignore_errors=True)  # a re-run of the same run's gates starts clean
     docs_dir.mkdir(parents=True, exist_ok=True)
@@ -60,16 +60,17 @@ def run_suites(
     schema_sql = f'"{spec.staging_schema}"'
     definitions = []
     for table in spec.tables:
-        definitions.append(_validation(context, gx, source, spec, table, schema_sql, expected_rows[table.name]))
+        definitions.append(_validation(context, source, spec, table, schema_sql, expected_rows[table.name]))
     checkpoint = context.checkpoints.add_or_update(
         gx.Checkpoint(
             name=f"{spec.name}_gates",
             validation_definitions=definitions,
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
             result_format=RESULT_FORMAT,
         )
     )
     result = checkpoint.run()
+    # Once for all suites: UpdateDataDocsAction would rebuild the whole site once per validation.
+    context.build_data_docs()
     outcomes: dict[str, SuiteOutcome] = {}
     docs_index = docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     for validation in result.run_results.values():
@@ -99,13 +100,13 @@ def run_suites(
 
 
 def _validation(
-    context: Any, gx: Any, source: Any, spec: StoreSpec, table: TableSpec, schema_sql: str, expected_rows: int
+    context: Any, source: Any, spec: StoreSpec, table: TableSpec, schema_sql: str, expected_rows: int
 ) -> Any:
     asset = source.add_table_asset(name=table.name, table_name=table.name, schema_name=spec.staging_schema)
     batch = asset.add_batch_definition_whole_table(name="whole_table")
     suite = context.suites.add(gx.ExpectationSuite(name=f"{spec.name}.{table.name}"))
     for e in table.expectations:
-        suite.add_expectation(_expectation(gx, e.type, dict(e.kwargs), schema_sql, expected_rows))
+        suite.add_expectation(_expectation(e.type, dict(e.kwargs), schema_sql, expected_rows))
     return context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{spec.name}.{table.name}", data=batch, suite=suite)
     )

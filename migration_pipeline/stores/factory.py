@@ -35,6 +35,7 @@ from migration_pipeline.core.report import build_report
 from migration_pipeline.core.spec import StoreSpec
 from migration_pipeline.core.stage import stage_store
 from migration_pipeline.core.sync import sync_store
+from migration_pipeline.quality import gx as _gx  # noqa: F401 - GX (3-4 s to import) loads with the code location, not in a run
 from migration_pipeline.resources import MigrationResource
 
 SCHEMA_ASSET = AssetKey("migration_schema")

@@ -91,10 +91,10 @@ class _Reject(Exception):
 
 def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     key = cipher_key(context.secret) if context.secret is not None else None
-    wallet_dir = context.store_dir / WALLET_DIR
+    wallet_dir = os.path.join(context.store_dir, WALLET_DIR)
     batch = Batch()
     for seq, name in unit.payload:
-        path = wallet_dir / name
+        path = os.path.join(wallet_dir, name)  # not pathlib: this runs once per file, millions of times
         relative = f"{WALLET_DIR}/{name}"
         try:
             with open(path, "rb") as handle:
