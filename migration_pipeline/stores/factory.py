@@ -120,7 +120,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
             if existing:
                 return MaterializeResult(metadata={"archive": MetadataValue.path(existing[0]),
                                                    "sha256": existing[1], "written_now": False})
-            made = write_backup(migration.root() / spec.folder, Path(migration.backup_dir), spec.name)
+            made = write_backup(migration.root() / spec.folder, Path(migration.backup_dir), spec.name, migration.workers)
             record_backup(conn, spec.name, made)
         return MaterializeResult(metadata={"archive": MetadataValue.path(str(made.archive)), "sha256": made.sha256,
                                            "files": made.files, "bytes": made.bytes, "written_now": True})

@@ -64,14 +64,16 @@ def discover(store_dir: Path) -> Discovery:
     """Sorted wallet files in units of UNIT_SIZE; everything else under the store is unmapped."""
     wallet_dir = store_dir / WALLET_DIR
     names = sorted(e.name for e in os.scandir(wallet_dir) if not e.is_dir()) if wallet_dir.is_dir() else []
-    mapped = [n for n in names if FILE_NAME.fullmatch(n)]
-    unmapped = [f"{WALLET_DIR}/{n}" for n in names if not FILE_NAME.fullmatch(n)]
-    unmapped += walk_files(store_dir, skip=WALLET_DIR)
+    unmapped = walk_files(store_dir, skip=WALLET_DIR)
     # A file's position in sorted name order is its wallet id; units hold files of one shard (fid mod SHARDS).
     by_shard: list[list[tuple[int, str]]] = [[] for _ in range(SHARDS)]
-    for position, name in enumerate(mapped, start=1):
+    position = 0
+    for name in names:
         match = FILE_NAME.fullmatch(name)
-        assert match is not None
+        if match is None:
+            unmapped.append(f"{WALLET_DIR}/{name}")
+            continue
+        position += 1
         by_shard[int(match.group(1)) % SHARDS].append((position, name))
     units = tuple(
         Unit(number=shard * UNITS_PER_SHARD + i // UNIT_SIZE, payload=tuple(files[i : i + UNIT_SIZE]), shard=shard)
