@@ -1,6 +1,6 @@
 """`migration-pipeline bench`: the full migration of a generated wallet store against a plain floor.
 
-The floor is what any loader must do at least: read and parse every file, COPY the rows into an
+The floor is what any loader must do at least: read and parse every file, COPY every field into an
 unindexed table, and verify every key, on both cores. The full migration is the real Dagster job
 (staging, SQL integrity rules, indexes, every gate, promotion, report).
 """
@@ -50,6 +50,15 @@ class PeakRss:
         self._thread.join()
 
 
+FLOOR_FIELDS = ("fid", "address", "encryptedPrivateKey", "iv", "chain", "createdAt")
+
+
+def _floor_text(value: object) -> str:
+    if value is None:
+        return "\\N"
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _floor_chunk(args: tuple[str, list[str]]) -> tuple[str, int, float, float]:
     from migration_pipeline.core.keys import cipher_key, verify_wallet_key
 
@@ -73,7 +82,8 @@ def _floor_chunk(args: tuple[str, list[str]]) -> tuple[str, int, float, float]:
         t2 = time.perf_counter()
         parse_s += t1 - t0
         verify_s += t2 - t1
-        out.write(f"{name}\t{record.get('address')}\t{ciphertext or chr(92) + 'N'}\n")
+        # Every field of the record, as text and as found: the floor loads the whole store, unnormalized.
+        out.write("\t".join([name, *(_floor_text(record.get(f)) for f in FLOOR_FIELDS)]) + "\n")
     return out.getvalue(), len(names), parse_s, verify_s
 
 
@@ -84,7 +94,8 @@ def floor(database_url: str, wallet_dir: Path, workers: int) -> dict[str, float]
     parse_s = verify_s = copy_s = 0.0
     with connect(database_url) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_floor")
-        conn.execute("CREATE TABLE bench_floor (name text, address text, encrypted_private_key text)")
+        conn.execute("CREATE TABLE bench_floor (name text, fid text, address text, encrypted_private_key text,"
+                     " iv text, chain text, created_at text)")
         with ProcessPoolExecutor(workers) as pool, conn.cursor() as cur:
             for text, _n, p, v in pool.map(_floor_chunk, chunks):
                 parse_s += p
@@ -230,12 +241,16 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
                     ("sync: gates", sync_steps.get("wallet_gates", 0.0)),
                     (f"sync: whole Dagster run ({'succeeded' if synced.success else 'FAILED'})", sync_total),
                 ]
+        # Measured again after the run: this machine's speed drifts, and the ratio uses the faster floor.
+        floor_after = floor(url, root / "wallet" / "storage" / "wallets", workers)
     finally:
         drop_database(server_url, "migration_bench")
+    floor_best = min(floor_times["total"], floor_after["total"])
     rows = [
         ("page-cache warm-up (read every file once, not counted)", warm),
-        ("floor: read+parse+verify+COPY (2 procs)", floor_times["total"]),
-        ("  of which COPY (parent)", floor_times["copy"]),
+        ("floor: read+parse+verify+COPY every field (2 procs), before the run", floor_times["total"]),
+        ("floor: the same, after the run", floor_after["total"]),
+        ("  of which COPY (parent)", floor_after["copy"]),
         ("full: schema", steps.get("migration_schema", 0.0)),
         ("full: backup (tar + SHA-256 manifest, verified; once per store)", steps.get("wallet__backup", 0.0)),
         ("full: stage (read, parse, verify, COPY, SQL rules, indexes)", steps.get("wallet__staged", 0.0)),
@@ -254,8 +269,8 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
         print(f"{name:64} {seconds:8.2f} {files / seconds if seconds else 0:9.0f}")
     print(f"{'peak RSS of the pipeline (process + workers)':64} {rss.peak / 2**20:8.0f} MiB")
     without_backup = total - steps.get("wallet__backup", 0.0)
-    print(f"{'ratio full run / floor':64} {total / floor_times['total']:8.2f}")
-    print(f"{'ratio full run without the one-time backup / floor':64} {without_backup / floor_times['total']:8.2f}")
+    print(f"{'ratio full run / faster floor':64} {total / floor_best:8.2f}")
+    print(f"{'ratio full run without the one-time backup / faster floor':64} {without_backup / floor_best:8.2f}")
     if metagauge_users:
         print()
         for name, value, moved in metagauge_benchmark(server_url, metagauge_users):
