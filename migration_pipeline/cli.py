@@ -22,9 +22,13 @@ storage:
   postgres:
     postgres_url:
       env: DAGSTER_PG_URL
+# Runs and backfills launched from the UI wait in a queue that the daemon of `dagster dev` works off,
+# two at a time (each run already keeps both cores busy).
 run_coordinator:
   module: dagster.core.run_coordinator
-  class: DefaultRunCoordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 2
 nux:
   enabled: false
 telemetry:

@@ -223,6 +223,92 @@ def test_materialize_wallet_in_the_dagster_ui(database_url: str, tmp_path: Path)
         assert page.get_by_text(re.compile(rf"Materialized in run\s+{run2}")).count() == 0
 
 
+def _backfill_all_shards(page, base: str, shots: Path) -> None:  # type: ignore[no-untyped-def]
+    """wallet/shards → Materialize… → (upstream warning) Confirm → All 16 partitions → Launch backfill."""
+    page.goto(f"{base}/assets/wallet/shards")
+    page.locator("button", has_text="Materialize").first.click()
+    confirm = page.get_by_role("button", name="Confirm")
+    launch = page.get_by_role("button", name="Launch backfill")
+    confirm.or_(launch).first.wait_for()
+    if confirm.is_visible():  # migration_schema and wallet/backup were never materialized on this instance
+        confirm.click()
+    page.get_by_role("button", name="All", exact=True).click()
+    page.get_by_text("16 partitions", exact=True).first.wait_for()
+    page.screenshot(path=shots / "backfill_1_modal.png")
+    launch.click()
+    launch.wait_for(state="hidden")
+
+
+def _wait_for_partitions(page, base: str, shots: Path) -> str:  # type: ignore[no-untyped-def]
+    """Poll the Partitions tab of wallet/shards until every shard is materialized or one failed."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    summary = ""
+    while time.monotonic() < deadline:
+        page.goto(f"{base}/assets/wallet/shards?view=partitions")
+        page.get_by_text(re.compile(r"^Missing \(\d+\)$")).first.wait_for()
+        counts = {k: int(v) for k, v in re.findall(r"(Failed|Materialized|Missing) \((\d+)\)",
+                                                     page.locator("body").inner_text())}
+        summary = str(counts)
+        if counts.get("Materialized") == 16 or counts.get("Failed"):
+            page.screenshot(path=shots / "backfill_2_partitions.png")
+            return summary
+        time.sleep(2)
+    pytest.fail(f"backfill of wallet/shards not done after {RUN_TIMEOUT}s: {summary}")
+
+
+def _backfill_status(page, base: str) -> str:  # type: ignore[no-untyped-def]
+    """The status shown on the Backfills page for the one backfill, once it is final."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    status = ""
+    while time.monotonic() < deadline:
+        page.goto(f"{base}/overview/backfills")
+        page.get_by_text("16 partitions", exact=True).first.wait_for()
+        found = re.search(r"\b(Success|Failed|Canceled|Started|In progress)\b",
+                          page.locator("main, body").first.inner_text().split("Duration", 1)[-1])
+        status = found.group(1) if found else ""
+        if status not in ("Started", "In progress", ""):
+            return status
+        time.sleep(2)
+    return status
+
+
+@needs_chromium
+def test_backfill_of_the_shards_from_the_dagster_ui(database_url: str, tmp_path: Path) -> None:
+    """A data engineer backfills all 16 shards from the asset's Materialize… dialog (one run, by the
+    backfill policy), then materializes the wallet group: staging finds every unit loaded and only
+    finishes, gates and promotes."""
+    from migration_pipeline.core.database import connect
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    source_root = tmp_path / "source"
+    shutil.copytree(SAMPLES / "wallet", source_root / "wallet")
+
+    with dagster_ui(database_url, source_root, tmp_path) as base, browser_page() as page:
+        _backfill_all_shards(page, base, shots)
+        assert _wait_for_partitions(page, base, shots) == str({"Failed": 0, "Materialized": 16, "Missing": 0})
+
+        # The Backfills page lists it: 16 partitions of wallet/shards; the daemon marks it done shortly after.
+        assert _backfill_status(page, base) == "Success", f"see {shots}"
+        page.screenshot(path=shots / "backfill_3_backfills.png")
+
+        with connect(database_url) as conn:
+            backfill_runs = conn.execute(
+                "SELECT DISTINCT run_id FROM migration.unit_progress WHERE store = 'wallet'").fetchall()
+        assert len(backfill_runs) == 1  # every unit was committed by the backfill's single run
+
+        run = _materialize_wallet_group(page, base, shots, "after_backfill")
+        assert _wait_for_run(page, base, run) == "Success"
+        with connect(database_url) as conn:
+            loaders = conn.execute(
+                "SELECT DISTINCT run_id FROM migration.unit_progress WHERE store = 'wallet'").fetchall()
+            phase = conn.execute("SELECT phase FROM migration.store_phase WHERE store = 'wallet'").fetchone()
+            wallets = conn.execute("SELECT count(*) FROM wallet.wallets").fetchone()
+    assert loaders == backfill_runs  # the group's run read no file again
+    assert phase == ("promoted",)
+    assert wallets == (16,)  # data_samples/wallet/EXPECTED.md: "Loaded (16 wallets)"
+
+
 @needs_chromium
 def test_validation_report_renders(database_url: str, tmp_path: Path) -> None:
     env = _cli_env(tmp_path)
