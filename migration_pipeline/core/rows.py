@@ -82,7 +82,7 @@ _CANONICAL: dict[ColumnKind, Callable[[Any], str]] = {
 
 
 # How the COPY text follows from the canonical text `t` of value `v`. Kinds whose canonical text can
-# hold a tab, newline or backslash are escaped; the rest never do.
+# hold a tab, newline or backslash are escaped; the rest are formatted by us and never do.
 _COPY_FROM_CANONICAL: dict[ColumnKind, str] = {
     "int": "{t}",
     "numeric": "{t}",
@@ -90,7 +90,7 @@ _COPY_FROM_CANONICAL: dict[ColumnKind, str] = {
     "bool": "{t}",
     "timestamptz": '{t} + "+00"',
     "date": "{t}",
-    "uuid": "{t}",
+    "uuid": "{t}.translate(_COPY_ESCAPES)",  # a uuid may arrive as any string from a source
     "text[]": "_array_literal({v}).translate(_COPY_ESCAPES)",
     "jsonb": "{t}.translate(_COPY_ESCAPES)",
 }
