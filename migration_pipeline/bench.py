@@ -20,6 +20,7 @@ import orjson
 import psutil
 
 from migration_pipeline.core.database import connect, drop_database, ensure_database
+from migration_pipeline.core.rows import copy_field
 
 SECRET = "bench-secret"
 
@@ -54,12 +55,6 @@ class PeakRss:
 FLOOR_FIELDS = ("fid", "address", "encryptedPrivateKey", "iv", "chain", "createdAt")
 
 
-def _floor_text(value: object) -> str:
-    if value is None:
-        return "\\N"
-    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
 def _floor_chunk(args: tuple[str, list[str]]) -> tuple[str, int, float, float]:
     from migration_pipeline.core.keys import cipher_key, verify_wallet_key
 
@@ -84,7 +79,7 @@ def _floor_chunk(args: tuple[str, list[str]]) -> tuple[str, int, float, float]:
         parse_s += t1 - t0
         verify_s += t2 - t1
         # Every field of the record, as text and as found: the floor loads the whole store, unnormalized.
-        out.write("\t".join([name, *(_floor_text(record.get(f)) for f in FLOOR_FIELDS)]) + "\n")
+        out.write("\t".join([name, *(copy_field(record.get(f)) for f in FLOOR_FIELDS)]) + "\n")
     return out.getvalue(), len(names), parse_s, verify_s
 
 

@@ -181,9 +181,8 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     raw = bytearray(made.archive.read_bytes())
     raw[raw.index(b'{"i": 7}') + 1] ^= 0x01  # one flipped bit in the content of a/b/f07.json
     made.archive.write_bytes(bytes(raw))
-    lines = made.manifest.read_text().splitlines(keepends=True)
-    chunk = backup._Chunk(0, len(raw) - 1024, "".join(lines))
-    assert backup._verify_chunk(str(made.archive), chunk) == "a/b/f07.json"
+    whole = backup._Chunk(0, len(raw) - 1024, 0, made.manifest.stat().st_size)
+    assert backup._verify_chunk(str(made.archive), str(made.manifest), whole) == "a/b/f07.json"
 
 
 @pytest.mark.parametrize(

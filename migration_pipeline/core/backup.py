@@ -3,8 +3,8 @@ re-reading the archive before anything is loaded.
 
 Both passes run on every core: workers turn chunks of files into tar blocks (and manifest lines)
 that the parent appends in order to one archive, then workers re-read byte ranges of the written
-archive and check every member's name and SHA-256 against the manifest. Memory stays flat: a few
-chunks are in flight at a time, whatever the number of files.
+archive and of the written manifest and check every member's name and SHA-256. Memory stays flat:
+a few chunks are in flight at a time, and a chunk is remembered by its byte ranges only.
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ class Backup:
 
 @dataclass(frozen=True)
 class _Chunk:
-    start: int  # byte offset of the chunk's first member in the archive
+    start: int  # byte range of the chunk's members in the archive
     end: int
-    manifest: str  # its `sha256sum` lines, in member order
+    manifest_start: int  # byte range of its `sha256sum` lines in the manifest (read back to verify)
+    manifest_end: int
 
 
 def _archive_chunk(store_dir: str, relatives: list[str]) -> tuple[bytes, str, int]:
@@ -68,12 +69,17 @@ def _archive_chunk(store_dir: str, relatives: list[str]) -> tuple[bytes, str, in
     return blocks, "".join(lines), total
 
 
-def _verify_chunk(archive: str, chunk: _Chunk) -> str | None:
-    """Re-read one chunk's byte range of the written archive; the first member that differs, or None."""
-    with open(archive, "rb") as handle:
-        handle.seek(chunk.start)
-        data = handle.read(chunk.end - chunk.start)
-    expected = iter(chunk.manifest.splitlines())
+def _read_range(path: str, start: int, end: int) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        return handle.read(end - start)
+
+
+def _verify_chunk(archive: str, manifest: str, chunk: _Chunk) -> str | None:
+    """Re-read one chunk's byte range of the written archive and its lines of the written manifest;
+    the first member that differs, or None."""
+    data = _read_range(archive, chunk.start, chunk.end)
+    expected = iter(_read_range(manifest, chunk.manifest_start, chunk.manifest_end).decode("utf-8").splitlines())
     with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
         for member in tar:
             digest, _, name = next(expected, "  ").partition("  ")
@@ -119,19 +125,22 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
         chunks: list[_Chunk] = []
         digest = hashlib.sha256()
         total = 0
-        with open(archive, "wb") as out, open(manifest_path, "w", encoding="utf-8") as manifest:
+        with open(archive, "wb") as out, open(manifest_path, "wb") as manifest:
             jobs = ((str(store_dir), chunk) for chunk in _chunks(paths))
             for blocks, lines, size in _in_order(pool, _archive_chunk, jobs):
-                chunks.append(_Chunk(out.tell(), out.tell() + len(blocks), lines))
+                encoded = lines.encode("utf-8")
+                chunks.append(_Chunk(out.tell(), out.tell() + len(blocks),
+                                     manifest.tell(), manifest.tell() + len(encoded)))
                 out.write(blocks)
                 digest.update(blocks)
-                manifest.write(lines)
+                manifest.write(encoded)
                 total += size
             out.write(_END_OF_ARCHIVE)
             digest.update(_END_OF_ARCHIVE)
             out.flush()
             os.fsync(out.fileno())
-        for bad in _in_order(pool, _verify_chunk, ((str(archive), chunk) for chunk in chunks)):
+        checks = ((str(archive), str(manifest_path), chunk) for chunk in chunks)
+        for bad in _in_order(pool, _verify_chunk, checks):
             if bad is not None:
                 raise MigrationError(f"backup {archive} does not verify at {bad}; check the disk and re-run")
     finally:

@@ -183,7 +183,7 @@ def to_checksum_address(address: str) -> str:
     lower = address[2:].lower().encode("ascii")
     # A letter is upper-cased where its hash nibble is >= 8. Done on whole 40-byte integers (the ASCII
     # case bit is 0x20) instead of a Python loop per character: this runs once per wallet file.
-    nibbles = sha3.keccak_256(lower).hexdigest()[:40].encode("ascii")
+    nibbles = keccak256(lower).hex()[:40].encode("ascii")
     mask = int.from_bytes(nibbles.translate(_HIGH_NIBBLE)) & int.from_bytes(lower.translate(_LETTER))
     return "0x" + (int.from_bytes(lower) ^ mask).to_bytes(40).decode("ascii")
 

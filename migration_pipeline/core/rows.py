@@ -25,6 +25,11 @@ NULL = "\\N"
 _SEPARATOR = "\x1f"
 
 
+def copy_field(value: Any) -> str:
+    """One value as a field of COPY's text format: \\N for NULL, else its text with \\, tab, LF, CR escaped."""
+    return NULL if value is None else str(value).translate(_COPY_ESCAPES)
+
+
 def _bool(value: Any) -> str:
     return "true" if value else "false"
 
@@ -116,8 +121,7 @@ def _encode_source(columns: Sequence[Column]) -> str:
         lines.append(f"        c{i} = {copy_text}")
     copy_parts = ", ".join(f"c{i}" for i in range(len(columns)))
     hash_parts = "".join(f"t{i}, " for i in hashed(columns))
-    lines.append(f"    line = '\\t'.join(({copy_parts}, *[NULL if e is None else str(e).translate(_COPY_ESCAPES)"
-                 " for e in extra])) + '\\n'")
+    lines.append(f"    line = '\\t'.join(({copy_parts}, *map(copy_field, extra))) + '\\n'")
     lines.append(f"    digest = _md5(_SEPARATOR.join(({hash_parts})).encode('utf-8')).digest()")
     lines.append("    return line, int.from_bytes(digest[:8], 'big', signed=True)")
     return "\n".join(lines)
@@ -130,7 +134,7 @@ class RowEncoder:
         self.width = len(columns)
         namespace: dict[str, Any] = {
             "NULL": NULL, "_COPY_ESCAPES": _COPY_ESCAPES, "_SEPARATOR": _SEPARATOR, "_md5": hashlib.md5,
-            "_array_literal": _array_literal,
+            "_array_literal": _array_literal, "copy_field": copy_field,
             **{f"_canonical_{i}": _CANONICAL[c.kind] for i, c in enumerate(columns)},
         }
         exec(_encode_source(columns), namespace)  # noqa: S102 - source built above from column kinds only
