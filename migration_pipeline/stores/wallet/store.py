@@ -250,8 +250,8 @@ WALLET_STORE = StoreSpec(
             expectations=(
                 ex.rows(),
                 *ex.not_null("id", "fid", "address", "chain", "wallet_type", "created_at"),
-                ex.matches("address", "^0x[0-9a-fA-F]{40}$"),
-                ex.matches("iv", "^[0-9a-fA-F]{32}$"),
+                *ex.hex_digits("address", "0x", 40),
+                *ex.hex_digits("iv", "", 32),
                 *ex.unique("id"),
                 ex.compound_unique(["fid", "chain"]),
                 ex.between("fid", min_value=1),
