@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,56 +48,97 @@ def run_suites(
     spec: StoreSpec,
     expected_rows: dict[str, int],
     docs_dir: Path,
+    threads: int = 2,
 ) -> dict[str, SuiteOutcome]:
-    """Validate every staged table of `spec` with its suite; return one outcome per table."""
+    """Validate every staged table of `spec` with its suite; return one outcome per table.
+
+    The suites run in `threads` groups, each with its own in-memory GX context: one group's queries
+    run on the server while another's expectations are built and evaluated in Python. The results are
+    then gathered into one context, which writes a single Data Docs site into `docs_dir`.
+    """
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     shutil.rmtree(docs_dir / "gx", ignore_errors=True)  # a re-run of the same run's gates starts clean
     docs_dir.mkdir(parents=True, exist_ok=True)
-    context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_or_update_sql(
-        name=f"{spec.name}_staging", connection_string=sqlalchemy_url(database_url)
-    )
-    schema_sql = f'"{spec.staging_schema}"'
-    definitions = []
-    for table in spec.tables:
-        definitions.append(_validation(context, source, spec, table, schema_sql, expected_rows[table.name]))
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=f"{spec.name}_gates",
-            validation_definitions=definitions,
-            result_format=RESULT_FORMAT,
-        )
-    )
-    result = checkpoint.run()
-    # Once for all suites: UpdateDataDocsAction would rebuild the whole site once per validation.
-    context.build_data_docs()
+    # Set up one group after the other: GX binds a new suite to the context created last (a global).
+    prepared = [_prepare_group(database_url, spec, tables, expected_rows)
+                for tables in _balanced_groups(spec, expected_rows, threads)]
+    with ThreadPoolExecutor(len(prepared), thread_name_prefix="gx-suite") as pool:
+        ran = list(pool.map(lambda group: (group[0], [v.run(result_format=RESULT_FORMAT) for v in group[1]]),
+                            prepared))
+    docs_index = _build_data_docs([context for context, _ in ran], docs_dir)
     outcomes: dict[str, SuiteOutcome] = {}
-    docs_index = docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    for validation in result.run_results.values():
-        table_name = validation.suite_name.removeprefix(f"{spec.name}.")
-        failed = []
-        for r in validation.results:
-            if r.success:
-                continue
-            config = r.expectation_config
-            assert config is not None
-            res = r.result or {}
-            failed.append({
-                "expectation": config.type,
-                "column": config.kwargs.get("column") or config.kwargs.get("column_list") or "",
-                "unexpected": res.get("unexpected_count", res.get("observed_value", "")),
-                "error": (r.exception_info or {}).get("exception_message", "")
-                if r.exception_info and r.exception_info.get("raised_exception") else "",
-            })
-        outcomes[table_name] = SuiteOutcome(
-            table=table_name,
-            passed=bool(validation.success),
-            evaluated=len(validation.results),
-            failed=tuple(failed),
-            docs_index=docs_index if docs_index.exists() else None,
-        )
+    for _, results in ran:
+        for validation in results:
+            table_name = validation.suite_name.removeprefix(f"{spec.name}.")
+            outcomes[table_name] = _outcome(table_name, validation, docs_index)
     return outcomes
+
+
+def _balanced_groups(spec: StoreSpec, expected_rows: dict[str, int], count: int) -> list[list[TableSpec]]:
+    """Tables in `count` groups of about equal work (rows times expectations), largest first."""
+    groups: list[list[TableSpec]] = [[] for _ in range(max(1, min(count, len(spec.tables))))]
+    load = [0] * len(groups)
+    for table in sorted(spec.tables, key=lambda t: -expected_rows[t.name] * len(t.expectations)):
+        lightest = load.index(min(load))
+        groups[lightest].append(table)
+        load[lightest] += max(1, expected_rows[table.name]) * len(table.expectations)
+    return [g for g in groups if g]
+
+
+def _prepare_group(
+    database_url: str, spec: StoreSpec, tables: list[TableSpec], expected_rows: dict[str, int]
+) -> tuple[Any, list[Any]]:
+    """A new in-memory context with a validation definition per table of the group."""
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_sql(name=f"{spec.name}_staging", connection_string=sqlalchemy_url(database_url))
+    schema_sql = f'"{spec.staging_schema}"'
+    return context, [_validation(context, source, spec, t, schema_sql, expected_rows[t.name]) for t in tables]
+
+
+def _build_data_docs(contexts: list[Any], docs_dir: Path) -> Path | None:
+    """One Data Docs site for every group's suites and results, written by the first group's context."""
+    site = docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
+    first, *others = contexts
+    for other in others:
+        for suite in other.suites.all():
+            first.suites.add(suite)
+        store = other.validation_results_store
+        for key in store.list_keys():
+            first.validation_results_store.set(key, store.get(key))
+    first.delete_data_docs_site("local_site")
+    first.add_data_docs_site(site_name="local_site", site_config={
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    first.build_data_docs()
+    index = site / "index.html"
+    return index if index.exists() else None
+
+
+def _outcome(table_name: str, validation: Any, docs_index: Path | None) -> SuiteOutcome:
+    failed = []
+    for r in validation.results:
+        if r.success:
+            continue
+        config = r.expectation_config
+        assert config is not None
+        res = r.result or {}
+        failed.append({
+            "expectation": config.type,
+            "column": config.kwargs.get("column") or config.kwargs.get("column_list") or "",
+            "unexpected": res.get("unexpected_count", res.get("observed_value", "")),
+            "error": (r.exception_info or {}).get("exception_message", "")
+            if r.exception_info and r.exception_info.get("raised_exception") else "",
+        })
+    return SuiteOutcome(
+        table=table_name,
+        passed=bool(validation.success),
+        evaluated=len(validation.results),
+        failed=tuple(failed),
+        docs_index=docs_index,
+    )
 
 
 def _validation(
