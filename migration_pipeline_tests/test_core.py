@@ -14,7 +14,7 @@ from psycopg import sql
 from migration_pipeline.core import ddl
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import SchemaDriftError
-from migration_pipeline.core.rows import RowEncoder, sql_row_hash
+from migration_pipeline.core.rows import RowEncoder, copy_field, sql_row_hash
 from migration_pipeline.core.schema import apply_migrations
 from migration_pipeline.core.spec import Column
 from migration_pipeline.core.stage import BOOKKEEPING
@@ -63,6 +63,15 @@ def test_copy_text_and_row_hash_agree_with_postgresql(database_url: str) -> None
     assert values[6] == "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
     assert values[7] == ["a", 'b"c', "d\\e", None, "ü, {x}"]
     assert values[8] == {"k": [1, 2.5, None], "é": "x"}
+
+
+def test_copy_field_escapes_only_what_copy_text_needs() -> None:
+    assert copy_field(None) == "\\N"
+    assert copy_field(7) == "7"
+    assert copy_field("storage/wallets/wallet_1_ethereum.json") == "storage/wallets/wallet_1_ethereum.json"
+    assert copy_field("C:\\dir") == "C:\\\\dir"  # printable, but a backslash
+    assert copy_field("a\tb\nc\rd") == "a\\tb\\nc\\rd"
+    assert copy_field("ünï \u2028 \x1f") == "ünï \u2028 \x1f"  # not printable, yet nothing to escape
 
 
 def test_row_hash_changes_with_any_hashed_value() -> None:

@@ -27,7 +27,12 @@ _SEPARATOR = "\x1f"
 
 def copy_field(value: Any) -> str:
     """One value as a field of COPY's text format: \\N for NULL, else its text with \\, tab, LF, CR escaped."""
-    return NULL if value is None else str(value).translate(_COPY_ESCAPES)
+    return NULL if value is None else _escaped(str(value))
+
+
+def _escaped(text: str) -> str:
+    # Nearly every text needs no escaping, and these two scans cost a fraction of a translate.
+    return text if text.isprintable() and "\\" not in text else text.translate(_COPY_ESCAPES)
 
 
 def _bool(value: Any) -> str:
@@ -91,14 +96,17 @@ _CANONICAL: dict[ColumnKind, Callable[[Any], str]] = {
 _COPY_FROM_CANONICAL: dict[ColumnKind, str] = {
     "int": "{t}",
     "numeric": "{t}",
-    "text": "{t}.translate(_COPY_ESCAPES)",
+    "text": "_escaped({t})",
     "bool": "{t}",
     "timestamptz": '{t} + "+00"',
     "date": "{t}",
-    "uuid": "{t}.translate(_COPY_ESCAPES)",  # a uuid may arrive as any string from a source
-    "text[]": "_array_literal({v}).translate(_COPY_ESCAPES)",
-    "jsonb": "{t}.translate(_COPY_ESCAPES)",
+    "uuid": "_escaped({t})",  # a uuid may arrive as any string from a source
+    "text[]": "_escaped(_array_literal({v}))",
+    "jsonb": "_escaped({t})",
 }
+
+
+_COSTLY: frozenset[ColumnKind] = frozenset({"timestamptz", "numeric", "date"})
 
 
 def hashed(columns: Sequence[Column]) -> list[int]:
@@ -116,6 +124,10 @@ def _encode_source(columns: Sequence[Column]) -> str:
         copy_text = _COPY_FROM_CANONICAL[column.kind].format(t=f"t{i}", v=f"v{i}")
         lines.append(f"    if v{i} is None:")
         lines.append(f"        t{i} = c{i} = NULL")
+        # A value object already formatted in an earlier column (updated_at = created_at) is not formatted again.
+        for j in (j for j in range(i) if columns[j].kind == column.kind and column.kind in _COSTLY):
+            lines.append(f"    elif v{i} is v{j}:")
+            lines.append(f"        t{i}, c{i} = t{j}, c{j}")
         lines.append("    else:")
         lines.append(f"        t{i} = {canonical}(v{i})")
         lines.append(f"        c{i} = {copy_text}")
@@ -134,7 +146,7 @@ class RowEncoder:
         self.width = len(columns)
         namespace: dict[str, Any] = {
             "NULL": NULL, "_COPY_ESCAPES": _COPY_ESCAPES, "_SEPARATOR": _SEPARATOR, "_md5": hashlib.md5,
-            "_array_literal": _array_literal, "copy_field": copy_field,
+            "_array_literal": _array_literal, "copy_field": copy_field, "_escaped": _escaped,
             **{f"_canonical_{i}": _CANONICAL[c.kind] for i, c in enumerate(columns)},
         }
         exec(_encode_source(columns), namespace)  # noqa: S102 - source built above from column kinds only

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 ColumnKind = Literal["int", "numeric", "text", "bool", "timestamptz", "date", "uuid", "text[]", "jsonb"]
 
@@ -77,8 +77,7 @@ class Flagged:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class ManifestEntry:
+class ManifestEntry(NamedTuple):  # a tuple: built once per source file, millions of times
     path: str  # relative to the store folder, POSIX separators
     size_bytes: int
     sha256: str
