@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -125,6 +126,12 @@ def _rows(conn: Any, schema: str, table: str) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def _reloptions(conn: psycopg.Connection, schema: str) -> dict[str, list[str] | None]:
+    return dict(conn.execute(
+        "SELECT relname, reloptions FROM pg_class WHERE relnamespace = to_regnamespace(%s) AND relkind = 'r'"
+        " ORDER BY relname", (schema,)).fetchall())
+
+
 def test_samples_match_expected_md(database_url: str, tmp_path: Path) -> None:
     assert MAPPED_NAMES == sorted(p.name for p in WALLET_DIR.iterdir() if p.name.startswith("wallet_")
                                   and " " not in p.name), "the sample folder changed; update EXPECTED.md and this test"
@@ -215,6 +222,9 @@ def test_samples_match_expected_md(database_url: str, tmp_path: Path) -> None:
 
         staged = {t.name: _rows(conn, "wallet__staging", t.name) for t in WALLET_STORE.tables}
         assert _rows(conn, "wallet", "wallets") == []
+        # Autovacuum stays off the staged tables while they are loaded, and is handed back on promotion.
+        assert _reloptions(conn, "wallet__staging") == dict.fromkeys(
+            ("users", "wallet_audit_log", "wallet_metadata", "wallets"), ["autovacuum_enabled=false"])
         conn.commit()
 
         plan_id = promote(conn, WALLET_STORE, "t1", actor="test")
@@ -224,6 +234,8 @@ def test_samples_match_expected_md(database_url: str, tmp_path: Path) -> None:
         assert [len(v) for v in live.values()] == [16, 12, 16, 16]
         assert get_phase(conn, "wallet").phase == "promoted"
         assert conn.execute("SELECT to_regnamespace('wallet__staging')").fetchone() == (None,)
+        assert _reloptions(conn, "wallet") == dict.fromkeys(
+            ("users", "wallet_audit_log", "wallet_metadata", "wallets"), None)
 
 
 def test_second_staging_run_without_changes_is_a_new_plan_with_the_same_rows(database_url: str) -> None:

@@ -26,6 +26,19 @@ def _set_search_path(conn: psycopg.Connection, schema: str) -> None:
     conn.execute("SELECT set_config('search_path', %s, true)", (f'"{schema}", pg_catalog',))
 
 
+# Autovacuum would vacuum and analyze a staged table while the loaders are still writing it, on the
+# same cores, and hold up the finishing ALTER TABLEs; the engine analyzes it itself once it is complete.
+# Promotion hands the tables back to autovacuum (`enable_autovacuum`).
+_NO_AUTOVACUUM = "autovacuum_enabled = false, toast.autovacuum_enabled = false"
+
+
+def enable_autovacuum(conn: psycopg.Connection, schema: str) -> None:
+    """Reset the staging tables' autovacuum settings of every table in `schema` to the server's."""
+    for (table,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)).fetchall():
+        conn.execute(sql.SQL("ALTER TABLE {} RESET (autovacuum_enabled, toast.autovacuum_enabled)").format(
+            _qualified(schema, table)))
+
+
 def create_staging_tables(conn: psycopg.Connection, spec: StoreSpec, bookkeeping: Sequence[str]) -> None:
     staging = sql.Identifier(spec.staging_schema)
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(staging))
@@ -34,6 +47,7 @@ def create_staging_tables(conn: psycopg.Connection, spec: StoreSpec, bookkeeping
         conn.execute(
             sql.SQL(
                 "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED INCLUDING COMMENTS)"
+                " WITH (" + _NO_AUTOVACUUM + ")"
             ).format(_qualified(spec.staging_schema, table.name), _qualified(spec.schema, table.name))
         )
         for column in bookkeeping:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from migration_pipeline.core import ddl
 from migration_pipeline.core.errors import PromotionBlockedError
 from migration_pipeline.core.spec import StoreSpec
 
@@ -126,6 +127,7 @@ def promote(
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(spec.previous_schema)))
         _rename(conn, spec.schema, spec.previous_schema)
         _rename(conn, spec.staging_schema, spec.schema)
+        ddl.enable_autovacuum(conn, spec.schema)
         conn.execute("UPDATE migration.staging SET status = 'promoted' WHERE store = %s", (spec.name,))
         note = "forced over cut_over" if phase.phase == "cut_over" else ""
         set_phase(conn, spec.name, "promoted", run_id=run_id, actor=actor, plan_id=plan_id, note=note)
