@@ -14,9 +14,10 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psutil
@@ -25,6 +26,7 @@ from migration_pipeline.core.database import connect, drop_database, ensure_data
 from migration_pipeline.core.rows import copy_field
 
 SECRET = "bench-secret"
+T = TypeVar("T")
 
 
 class PeakRss:
@@ -148,10 +150,11 @@ def floor_by_phases(database_url: str, wallet_dir: Path, workers: int) -> dict[s
     return {"read_parse": read_parse, "copy": copy_s, "verify": verify, "total": read_parse + copy_s + verify}
 
 
-def _floor_by_phases_in_child(database_url: str, wallet_dir: Path, workers: int) -> dict[str, float]:
-    # In a child process: the parsed store it holds must not count in the pipeline's peak RSS.
+def _in_child(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a child process: what a floor holds (2M file names, parsed records) must
+    not stay in this process, whose resident memory is the pipeline's peak RSS."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(floor_by_phases, database_url, wallet_dir, workers).result()
+        return pool.submit(function, *args).result()
 
 
 def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
@@ -260,7 +263,7 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
             with open(entry.path, "rb") as handle:
                 handle.read()
         warm = time.perf_counter() - warm_started
-        floor_times = floor(url, root / "wallet" / "storage" / "wallets", workers)
+        floor_times = _in_child(floor, url, root / "wallet" / "storage" / "wallets", workers)
         os.environ.update({"DATABASE_URL": url, "MIGRATION_SOURCE_ROOT": str(root.resolve()),
                            "ENCRYPTION_SECRET": SECRET,
                            "MIGRATION_REPORT_DIR": str((Path(".bench") / "reports").resolve())})
@@ -288,8 +291,8 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
                     (f"sync: whole Dagster run ({'succeeded' if synced.success else 'FAILED'})", sync_total),
                 ]
         # Measured again after the run: this machine's speed drifts, and the ratio uses the faster floor.
-        floor_after = floor(url, root / "wallet" / "storage" / "wallets", workers)
-        phases = _floor_by_phases_in_child(url, root / "wallet" / "storage" / "wallets", workers)
+        floor_after = _in_child(floor, url, root / "wallet" / "storage" / "wallets", workers)
+        phases = _in_child(floor_by_phases, url, root / "wallet" / "storage" / "wallets", workers)
     finally:
         drop_database(server_url, "migration_bench")
     floor_best = min(floor_times["total"], floor_after["total"])
