@@ -33,7 +33,8 @@ _NO_AUTOVACUUM = "autovacuum_enabled = false, toast.autovacuum_enabled = false"
 
 
 def enable_autovacuum(conn: psycopg.Connection, schema: str) -> None:
-    """Reset the staging tables' autovacuum settings of every table in `schema` to the server's."""
+    """Hand every table of `schema` back to autovacuum (the server's settings): promotion does this
+    for the staged tables, which were created with it off."""
     for (table,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)).fetchall():
         conn.execute(sql.SQL("ALTER TABLE {} RESET (autovacuum_enabled, toast.autovacuum_enabled)").format(
             _qualified(schema, table)))
