@@ -173,13 +173,15 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     (store / "a" / "b").mkdir(parents=True)
     contents = {f"a/b/f{i:02d}.json": f'{{"i": {i}}}'.encode() * (i + 1) for i in range(10)}
     contents["top.txt"] = b""
+    contents["a/" + "long-name-" * 11 + ".json"] = b"{}"  # over 100 bytes and not ASCII: headers by tarfile itself
+    contents["a/caf\u00e9.json"] = b"[]"
     for relative, data in contents.items():
         (store / relative).write_bytes(data)
     monkeypatch.setattr(backup, "CHUNK_FILES", 3)  # 4 chunks over 2 worker processes
     made = backup.write_backup(store, tmp_path / "out", "demo", workers=2)
 
     expected = {relative: hashlib.sha256(data).hexdigest() for relative, data in contents.items()}
-    assert (made.files, made.bytes) == (11, sum(len(d) for d in contents.values()))
+    assert (made.files, made.bytes) == (13, sum(len(d) for d in contents.values()))
     assert made.sha256 == hashlib.sha256(made.archive.read_bytes()).hexdigest()
     assert backup.read_manifest(made.manifest) == expected
     with tarfile.open(made.archive) as tar:
@@ -192,6 +194,25 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     made.archive.write_bytes(bytes(raw))
     whole = backup._Chunk(0, len(raw) - 1024, 0, made.manifest.stat().st_size)
     assert backup._verify_chunk(str(made.archive), str(made.manifest), whole) == "a/b/f07.json"
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "mtime"),
+    [("a", 0, 0), ("storage/wallets/wallet_7_ethereum.json", 312, 1_700_000_000), ("x" * 100, 8**11 - 1, 8**11 - 1),
+     ("x" * 101, 1, 1), ("caf\u00e9", 1, 1), ("big", 8**11, 1), ("old", 1, -1)],
+)
+def test_member_header_is_byte_for_byte_tarfiles(name: str, size: int, mtime: int) -> None:
+    import tarfile
+
+    from migration_pipeline.core import backup
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, mtime, 0o100640
+    expected = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    assert backup.member_header(name, size, mtime, 0o100640) == expected
+    # Only what member_header built itself is read back without tarfile.
+    built_here = name.isascii() and len(name) <= 100 and 0 <= size < 8**11 and 0 <= mtime < 8**11
+    assert backup._plain_entry(expected[:512]) == ((name, size) if built_here else None)
 
 
 @pytest.mark.parametrize(
