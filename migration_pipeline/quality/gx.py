@@ -96,7 +96,7 @@ def _prepare_group(
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_sql(name=f"{spec.name}_staging", connection_string=sqlalchemy_url(database_url),
-                                          kwargs={"connect_args": {"options": SERIAL_QUERIES}})
+                                          kwargs={"connect_args": {"options": SERIAL_QUERIES}})  # type: ignore[call-arg]
     schema_sql = f'"{spec.staging_schema}"'
     return context, [_validation(context, source, spec, t, schema_sql, expected_rows[t.name]) for t in tables]
 
