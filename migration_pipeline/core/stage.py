@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,21 +62,23 @@ def stage_store(
     """
     store_dir = source_root / spec.folder
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    discovery = spec.discover(store_dir)
-    timings["discover"] = time.perf_counter() - started
+    with loader_pool(database_url, spec, workers) as pool:  # its workers start while the store is listed
+        started = time.perf_counter()
+        discovery = spec.discover(store_dir)
+        timings["discover"] = time.perf_counter() - started
 
-    with connect(database_url) as conn:
-        plan_id, done_units = _begin_plan(conn, spec, discovery.fingerprint, len(discovery.units), run_id)
-        if not done_units:
-            _record_unmapped(conn, spec, plan_id, store_dir, discovery.unmapped)
-        conn.commit()
+        with connect(database_url) as conn:
+            plan_id, done_units = _begin_plan(conn, spec, discovery.fingerprint, len(discovery.units), run_id)
+            if not done_units:
+                _record_unmapped(conn, spec, plan_id, store_dir, discovery.unmapped)
+            conn.commit()
 
-    started = time.perf_counter()
-    todo = [u for u in discovery.units
-            if u.number not in done_units and (shards is None or u.shard in shards)]
-    load_units(database_url, spec, plan_id, run_id, todo, ReadContext(store_dir=store_dir, secret=secret), workers)
-    timings["read_and_copy"] = time.perf_counter() - started
+        started = time.perf_counter()
+        todo = [u for u in discovery.units
+                if u.number not in done_units and (shards is None or u.shard in shards)]
+        load_units(database_url, spec, plan_id, run_id, todo, ReadContext(store_dir=store_dir, secret=secret), pool,
+                   workers)
+        timings["read_and_copy"] = time.perf_counter() - started
 
     started = time.perf_counter()
     with connect(database_url) as conn:
@@ -261,13 +264,29 @@ def _write_side_records(
 # --- the process pool -------------------------------------------------------------------------------
 
 
+@contextmanager
+def loader_pool(database_url: str, spec: StoreSpec, workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes for a store whose units are independent (None for one worker or a sequential
+    store). They are started at once, so that they import the store (~0.5 s with the start) while the
+    caller does its own setup."""
+    if not spec.parallel or workers < 2:
+        yield None
+        return
+    # spawn: the parent may be a threaded Dagster process, where fork is unsafe.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(database_url, spec.name)) as pool:
+        for _ in range(workers):
+            pool.submit(int)  # a task that finds no idle worker starts one
+        yield pool
+
+
 def load_units(
     database_url: str, spec: StoreSpec, plan_id: str, run_id: str, units: list[Unit], context: ReadContext,
-    workers: int,
+    pool: ProcessPoolExecutor | None, workers: int,
 ) -> None:
-    """Load units in a process pool when the store's units are independent, else one after another."""
-    if spec.parallel and workers > 1 and len(units) > 1:
-        _load_parallel(database_url, spec.name, plan_id, run_id, units, context, workers)
+    """Load units in the pool when there is one and more than one unit, else one after another here."""
+    if pool is not None and len(units) > 1:
+        _load_parallel(pool, workers, spec.name, plan_id, run_id, units, context)
     else:
         with connect(database_url) as conn:
             for unit in units:
@@ -277,8 +296,12 @@ _WORKER_CONN: psycopg.Connection | None = None
 _WORKER_URL: str | None = None
 
 
-def _worker_init(database_url: str) -> None:
+def _worker_init(database_url: str, store: str) -> None:
+    # Imports only: a failure here would break the pool without saying why, one in a task is reported.
     global _WORKER_URL
+    from migration_pipeline.stores.registry import get_store
+
+    get_store(store)
     _WORKER_URL = database_url
 
 
@@ -293,23 +316,17 @@ def _worker_load(store: str, plan_id: str, run_id: str, unit: Unit, context: Rea
     return unit.number
 
 
-def _load_parallel(
-    database_url: str, store: str, plan_id: str, run_id: str, units: list[Unit], context: ReadContext, workers: int
-) -> None:
-    # spawn: the parent may be a threaded Dagster process, where fork is unsafe.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(database_url,)) as pool:
-        pending: set[Future[int]] = set()
-        queue: Iterator[Unit] = iter(units)
-        for unit in queue:
-            pending.add(pool.submit(_worker_load, store, plan_id, run_id, unit, context))
-            if len(pending) >= workers * 3:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    f.result()
-        for f in pending:
-            f.result()
+def _load_parallel(pool: ProcessPoolExecutor, workers: int, store: str, plan_id: str, run_id: str,
+                   units: list[Unit], context: ReadContext) -> None:
+    pending: set[Future[int]] = set()
+    for unit in units:
+        pending.add(pool.submit(_worker_load, store, plan_id, run_id, unit, context))
+        if len(pending) >= workers * 3:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                f.result()
+    for f in pending:
+        f.result()
 
 
 # --- finishing in SQL ----------------------------------------------------------------------------------

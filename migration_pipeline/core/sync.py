@@ -31,6 +31,7 @@ from migration_pipeline.core.stage import (
     discard_unkept_bookkeeping,
     finish_staging,
     load_units,
+    loader_pool,
     summarize,
 )
 
@@ -110,8 +111,9 @@ def sync_store(
 
     started = time.perf_counter()
     units = rules.units_for(to_read, (max_id[0] if max_id else 0) + 1)
-    load_units(database_url, spec, plan_id, run_id, list(units), ReadContext(store_dir=store_dir, secret=secret),
-               workers)
+    with loader_pool(database_url, spec, workers) as pool:
+        load_units(database_url, spec, plan_id, run_id, list(units), ReadContext(store_dir=store_dir, secret=secret),
+                   pool, workers)
     timings["read_and_copy"] = time.perf_counter() - started
 
     started = time.perf_counter()
