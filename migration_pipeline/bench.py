@@ -23,6 +23,7 @@ import orjson
 import psutil
 
 from migration_pipeline.core.database import connect, drop_database, ensure_database
+from migration_pipeline.core.manifest import read_whole
 from migration_pipeline.core.rows import copy_field
 
 SECRET = "bench-secret"
@@ -69,8 +70,7 @@ def _floor_chunk(args: tuple[str, list[str]]) -> tuple[str, int, float, float]:
     for name in names:
         t0 = time.perf_counter()
         try:
-            with open(os.path.join(folder, name), "rb") as handle:
-                record = orjson.loads(handle.read().removeprefix(b"\xef\xbb\xbf"))
+            record = orjson.loads(read_whole(os.path.join(folder, name))[0].removeprefix(b"\xef\xbb\xbf"))
         except (orjson.JSONDecodeError, OSError):
             continue
         if not isinstance(record, dict):
@@ -124,8 +124,7 @@ def floor_by_phases(database_url: str, wallet_dir: Path, workers: int) -> dict[s
     records = []
     for name in sorted(os.listdir(wallet_dir)):
         try:
-            with open(os.path.join(wallet_dir, name), "rb") as handle:
-                record = orjson.loads(handle.read().removeprefix(b"\xef\xbb\xbf"))
+            record = orjson.loads(read_whole(os.path.join(wallet_dir, name))[0].removeprefix(b"\xef\xbb\xbf"))
         except (orjson.JSONDecodeError, OSError):
             continue
         if isinstance(record, dict):

@@ -161,6 +161,27 @@ def test_keys_and_checks_of_clean_rows_are_built_before_any_search(database_url:
                      ("wallets_pkey", "p")]
 
 
+def test_read_whole_returns_every_byte_even_of_a_file_that_grew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from migration_pipeline.core.manifest import read_whole
+
+    small, empty, big = tmp_path / "small.json", tmp_path / "empty.json", tmp_path / "big.bin"
+    small.write_bytes(b'{"fid": 7}')
+    empty.write_bytes(b"")
+    big.write_bytes(bytes(range(256)) * 12_000)  # 3 MB: more than one read after the first
+    data, stat = read_whole(str(small))
+    assert (data, stat.st_size, stat.st_mtime_ns) == (b'{"fid": 7}', 10, small.stat().st_mtime_ns)
+    assert read_whole(str(empty))[0] == b""
+    # A file that grows between the stat and the read: the stat is told 5 bytes, the read goes on to the end.
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 5, *real_fstat(fd)[7:])))
+    assert read_whole(str(big))[0] == big.read_bytes()
+    monkeypatch.undo()
+    with pytest.raises(IsADirectoryError):
+        read_whole(str(tmp_path))
+
+
 def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks written by worker processes form one tar in file order; its manifest is sha256sum's
     format; a changed byte in the archive is caught by the re-read."""

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from migration_pipeline.core.errors import MigrationError
-from migration_pipeline.core.manifest import walk_files
+from migration_pipeline.core.manifest import read_whole, walk_files
 
 CHUNK_FILES = 5000
 _END_OF_ARCHIVE = bytes(2 * tarfile.BLOCKSIZE)
@@ -80,9 +80,7 @@ def _archive_chunk(store_dir: str, relatives: list[str]) -> tuple[bytes, str, in
     lines = []
     total = 0
     for relative in relatives:
-        with open(os.path.join(store_dir, relative), "rb") as handle:
-            data = handle.read()
-            stat = os.fstat(handle.fileno())
+        data, stat = read_whole(os.path.join(store_dir, relative))
         lines.append(f"{hashlib.sha256(data).hexdigest()}  {relative}\n")
         total += len(data)
         parts += (member_header(relative, len(data), int(stat.st_mtime), stat.st_mode), data,

@@ -9,6 +9,23 @@ from pathlib import Path
 from migration_pipeline.core.spec import ManifestEntry
 
 
+def read_whole(path: str) -> tuple[bytes, os.stat_result]:
+    """A small file's bytes and its stat, read with bare system calls: Python's buffered `open()` costs
+    twice as much per file (~13 µs against ~7), which counts at millions of files. Raises OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stat = os.fstat(fd)
+        data = os.read(fd, stat.st_size + 1)
+        if len(data) > stat.st_size:  # it grew since the stat: read on to its end
+            parts = [data]
+            while part := os.read(fd, 1 << 20):
+                parts.append(part)
+            data = b"".join(parts)
+        return data, stat
+    finally:
+        os.close(fd)
+
+
 def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> ManifestEntry:
     """Hash a file in 1 MiB blocks (works for files of any size)."""
     digest = hashlib.sha256()

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_key
-from migration_pipeline.core.manifest import walk_files
+from migration_pipeline.core.manifest import read_whole, walk_files
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -96,12 +96,10 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     wallet_dir = os.path.join(context.store_dir, WALLET_DIR)
     batch = Batch()
     for seq, name in unit.payload:
-        path = os.path.join(wallet_dir, name)  # not pathlib: this runs once per file, millions of times
         relative = f"{WALLET_DIR}/{name}"
         try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-                mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
+            data, stat = read_whole(f"{wallet_dir}/{name}")  # not pathlib: this runs millions of times
+            mtime_ns = stat.st_mtime_ns
         except OSError as exc:  # vanished or unreadable since listing: recorded, never a crash
             batch.manifest.append(ManifestEntry(relative, 0, "", True, None))
             batch.quarantine("wallets", relative, "file", "unreadable_file", f"cannot read the file ({exc.strerror})")
