@@ -256,6 +256,61 @@ def test_second_staging_run_without_changes_is_a_new_plan_with_the_same_rows(dat
                             (second.plan_id,)).fetchone() == (8,)
 
 
+TABLES = ("wallets", "users", "wallet_metadata", "wallet_audit_log")
+
+
+def _staged_schema(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+    """Every constraint, index and trigger of the staged tables, by name and definition."""
+    return conn.execute(
+        """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
+           WHERE connamespace = 'wallet__staging'::regnamespace
+           UNION ALL SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'wallet__staging'
+           UNION ALL SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger
+           WHERE tgrelid::regclass::text LIKE 'wallet__staging.%' AND NOT tgisinternal
+           ORDER BY 1, 2""").fetchall()
+
+
+def test_a_finish_that_stopped_halfway_resumes_to_the_same_staging(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finish commits step by step: stopped after the integrity rules and some tables, the next run
+    loads nothing again and ends with the rows, ids, keys and indexes of a finish that never stopped."""
+    from migration_pipeline.core import stage
+
+    stage_store(database_url, WALLET_STORE, SAMPLES, "clean", SAMPLE_SECRET, workers=2)
+    with connect(database_url) as conn:
+        clean = {t: _rows(conn, "wallet__staging", t) for t in TABLES}
+        clean_schema = _staged_schema(conn)
+
+    finish_table = stage._finish_table
+
+    def stop_at_audit_log(database_url: str, spec: Any, table: Any, run_id: str) -> None:
+        finish_table(database_url, spec, table, run_id)
+        if table.name == "wallet_audit_log":  # filled and indexed, then the process "dies"
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "_finish_table", stop_at_audit_log)
+    with pytest.raises(KeyboardInterrupt):
+        stage_store(database_url, WALLET_STORE, SAMPLES, "stopped", SAMPLE_SECRET, workers=2)
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT status FROM migration.staging WHERE store = 'wallet'").fetchone() == ("finishing",)
+    monkeypatch.undo()
+
+    resumed = stage_store(database_url, WALLET_STORE, SAMPLES, "resumed", SAMPLE_SECRET, workers=2)
+    assert resumed.resumed_units == resumed.units > 0  # every unit was loaded before the stop
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT status FROM migration.staging WHERE store = 'wallet'").fetchone() == ("staged",)
+        # wallet_audit_log.accessed_by is the run that derived it: the one that resumed.
+        resumed_rows = {t: _rows(conn, "wallet__staging", t) for t in TABLES}
+        assert {r[3] for r in resumed_rows["wallet_audit_log"]} == {"resumed"}
+        assert resumed_rows["wallets"] == clean["wallets"] and resumed_rows["users"] == clean["users"]
+        assert [r[:3] for r in resumed_rows["wallet_audit_log"]] == [r[:3] for r in clean["wallet_audit_log"]]
+        assert resumed_rows["wallet_metadata"] == clean["wallet_metadata"]
+        assert _staged_schema(conn) == clean_schema
+        assert conn.execute("SELECT count(*) FROM migration.quarantine WHERE store = 'wallet' AND plan_id = %s",
+                            (resumed.plan_id,)).fetchone() == (8,)
+
+
 # --- normalize_wallet, one reason at a time ------------------------------------------------------------------
 
 KEY = cipher_key(SAMPLE_SECRET)

@@ -18,7 +18,7 @@ from migration_pipeline.core.rows import sql_row_hash
 from migration_pipeline.core.spec import StoreSpec, TableSpec
 
 
-def _qualified(schema: str, table: str) -> sql.Composed:
+def qualified(schema: str, table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
 
 
@@ -37,7 +37,7 @@ def enable_autovacuum(conn: psycopg.Connection, schema: str) -> None:
     for the staged tables, which were created with it off."""
     for (table,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)).fetchall():
         conn.execute(sql.SQL("ALTER TABLE {} RESET (autovacuum_enabled, toast.autovacuum_enabled)").format(
-            _qualified(schema, table)))
+            qualified(schema, table)))
 
 
 def create_staging_tables(conn: psycopg.Connection, spec: StoreSpec, bookkeeping: Sequence[str]) -> None:
@@ -49,13 +49,13 @@ def create_staging_tables(conn: psycopg.Connection, spec: StoreSpec, bookkeeping
             sql.SQL(
                 "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED INCLUDING COMMENTS)"
                 " WITH (" + _NO_AUTOVACUUM + ")"
-            ).format(_qualified(spec.staging_schema, table.name), _qualified(spec.schema, table.name))
+            ).format(qualified(spec.staging_schema, table.name), qualified(spec.schema, table.name))
         )
         for column in bookkeeping:
             kind = "bigint" if column == "_seq" else "text"
             conn.execute(
                 sql.SQL("ALTER TABLE {} ADD COLUMN {} " + kind).format(
-                    _qualified(spec.staging_schema, table.name), sql.Identifier(column)
+                    qualified(spec.staging_schema, table.name), sql.Identifier(column)
                 )
             )
 
@@ -105,7 +105,7 @@ def quarantine_duplicates(
 ) -> int:
     """Keep the first record (lowest `_seq`) of each natural key; quarantine the rest as duplicate_key.
     Keys in `enforced` are already unique (a unique index was built) and are not searched."""
-    target = _qualified(spec.staging_schema, table.name)
+    target = qualified(spec.staging_schema, table.name)
     key_sets: list[tuple[str, Callable[[str], list[sql.Composable]]]] = []
     for unique_key in table.unique_keys:
         if tuple(unique_key) in enforced:
@@ -166,7 +166,7 @@ def _add_constraints(conn: psycopg.Connection, spec: StoreSpec, table: str, cons
     # One ALTER TABLE per table and kind: PostgreSQL builds all its indexes / validates all its CHECKs in one pass.
     _set_search_path(conn, spec.staging_schema)
     conn.execute(sql.SQL("ALTER TABLE {} {}").format(
-        _qualified(spec.staging_schema, table),
+        qualified(spec.staging_schema, table),
         sql.SQL(", ").join(sql.SQL("ADD CONSTRAINT {} {}").format(sql.Identifier(name), sql.SQL(definition))
                            for name, definition, *_ in constraints)))
 
@@ -211,7 +211,7 @@ def quarantine_check_violations(
     _set_search_path(conn, spec.staging_schema)
     fails = [sql.SQL("NOT coalesce({}, true)").format(sql.SQL(condition)) for _, condition in checks]
     delete = sql.SQL("DELETE FROM {} WHERE {} RETURNING *, CASE {} END AS violated").format(
-        _qualified(spec.staging_schema, table.name),
+        qualified(spec.staging_schema, table.name),
         sql.SQL(" OR ").join(fails),
         sql.SQL(" ").join(sql.SQL("WHEN {} THEN {}").format(f, sql.Literal(name))
                           for f, (name, _) in zip(fails, checks, strict=True)),
@@ -235,8 +235,8 @@ def resolve_orphans(
         parent_table = parent.split(".")[-1].strip('"')
         if parent_table not in earlier:
             continue  # a parent derived from this table later (e.g. users from wallets) cannot be missing
-        child = _qualified(spec.staging_schema, table.name)
-        parent_ref = _qualified(spec.staging_schema, parent_table)
+        child = qualified(spec.staging_schema, table.name)
+        parent_ref = qualified(spec.staging_schema, parent_table)
         missing = sql.SQL("{not_null} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {join})").format(
             not_null=sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in columns),
             parent=parent_ref,
@@ -277,53 +277,75 @@ def resolve_orphans(
     return moved
 
 
-def finish_staged_tables(conn: psycopg.Connection, spec: StoreSpec, bookkeeping: Sequence[str]) -> None:
-    """Drop bookkeeping columns, then build the live tables' keys, checks, foreign keys, indexes and
-    triggers on the staged tables, and move identity sequences past the loaded ids."""
+def drop_bookkeeping(conn: psycopg.Connection, spec: StoreSpec, table: str, bookkeeping: Sequence[str]) -> None:
+    """Drop the loader's bookkeeping columns that the staged table still has (none: no statement, no lock)."""
+    present = {r[0] for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        (f'"{spec.staging_schema}"."{table}"',))}
+    columns = [c for c in bookkeeping if c in present]
+    if columns:
+        conn.execute(sql.SQL("ALTER TABLE {} {}").format(
+            qualified(spec.staging_schema, table),
+            sql.SQL(", ").join(sql.SQL("DROP COLUMN {}").format(sql.Identifier(c)) for c in columns)))
+
+
+def add_missing_constraints(conn: psycopg.Connection, spec: StoreSpec, table: str, kinds: str) -> None:
+    """The live table's constraints of `kinds` that the staged table does not have yet, in one ALTER TABLE."""
+    present = {r[0] for r in conn.execute(
+        "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass", (f'"{spec.staging_schema}"."{table}"',))}
+    constraints = [c for c in _live_constraints(conn, spec, table, kinds) if c[0] not in present]
+    if constraints:
+        _add_constraints(conn, spec, table, constraints)
+
+
+def finish_staged_table(conn: psycopg.Connection, spec: StoreSpec, table: str, bookkeeping: Sequence[str]) -> None:
+    """Everything of the live table but its foreign keys: keys, checks, indexes, triggers, identity past
+    the loaded ids, statistics. Only what is missing is built, so a finish that stopped can run again.
+    Loaded tables arrive here with their keys and checks; what remains takes no lock that blocks readers,
+    so derived tables can be filled from them meanwhile."""
     staging = spec.staging_schema
-    for table in spec.tables:
-        target = _qualified(staging, table.name)
-        for column in bookkeeping:
-            conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(target, sql.Identifier(column)))
-    for kinds in ("pu", "c", "f"):
-        for table in spec.tables:
-            present = {r[0] for r in conn.execute(
-                "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass",
-                (f'"{staging}"."{table.name}"',))}
-            # Constraints already added while finishing (keys and checks of loaded tables) are not rebuilt.
-            constraints = [c for c in _live_constraints(conn, spec, table.name, kinds) if c[0] not in present]
-            if constraints:
-                _add_constraints(conn, spec, table.name, constraints)
-    for table in spec.tables:
-        _set_search_path(conn, spec.schema)
-        live = f"{spec.schema}.{table.name}"
-        rows = conn.execute(
-            """SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
-               WHERE i.indrelid = %s::regclass
-                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""",
-            (live,),
-        ).fetchall()
-        triggers = conn.execute(
-            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
-            (live,),
-        ).fetchall()
-        _set_search_path(conn, staging)
-        live_name, staging_name = conn.execute(
-            "SELECT quote_ident(%s), quote_ident(%s)", (spec.schema, staging)).fetchone() or ("", "")
-        for (definition,) in rows + triggers:
-            # The catalog qualifies the table with the live schema: point it at the staged table.
-            for on in (" ON ", " ON ONLY "):
-                definition = definition.replace(f"{on}{live_name}.", f"{on}{staging_name}.", 1)
-            conn.execute(sql.SQL(definition))
-        for (column,) in conn.execute(
-            """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attidentity <> ''""",
-            (f'"{staging}"."{table.name}"',),
-        ).fetchall():
-            conn.execute(
-                sql.SQL("SELECT setval(pg_get_serial_sequence({}, {}), coalesce(max({}), 0) + 1, false) FROM {}").format(
-                    sql.Literal(f'"{staging}"."{table.name}"'), sql.Literal(column), sql.Identifier(column),
-                    _qualified(staging, table.name),
-                )
+    drop_bookkeeping(conn, spec, table, bookkeeping)
+    add_missing_constraints(conn, spec, table, "pu")
+    add_missing_constraints(conn, spec, table, "c")
+    _set_search_path(conn, spec.schema)
+    live = f"{spec.schema}.{table}"
+    definitions = conn.execute(
+        """SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           WHERE i.indrelid = %s::regclass
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+           UNION ALL
+           SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal""",
+        (live, live),
+    ).fetchall()
+    built = {r[0] for r in conn.execute(
+        """SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace
+           UNION ALL SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass""",
+        (f'"{staging}"', f'"{staging}"."{table}"'))}
+    _set_search_path(conn, staging)
+    live_name, staging_name = conn.execute(
+        "SELECT quote_ident(%s), quote_ident(%s)", (spec.schema, staging)).fetchone() or ("", "")
+    for name, definition in definitions:
+        if name in built:
+            continue
+        # The catalog qualifies the table with the live schema: point it at the staged table.
+        for on in (" ON ", " ON ONLY "):
+            definition = definition.replace(f"{on}{live_name}.", f"{on}{staging_name}.", 1)
+        conn.execute(sql.SQL(definition))
+    for (column,) in conn.execute(
+        """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attidentity <> ''""",
+        (f'"{staging}"."{table}"',),
+    ).fetchall():
+        conn.execute(
+            sql.SQL("SELECT setval(pg_get_serial_sequence({}, {}), coalesce(max({}), 0) + 1, false) FROM {}").format(
+                sql.Literal(f'"{staging}"."{table}"'), sql.Literal(column), sql.Identifier(column),
+                qualified(staging, table),
             )
-        conn.execute(sql.SQL("ANALYZE {}").format(_qualified(staging, table.name)))
+        )
+    conn.execute(sql.SQL("ANALYZE {}").format(qualified(staging, table)))
     conn.execute("SELECT set_config('search_path', 'public', true)")
+
+
+def add_foreign_keys(conn: psycopg.Connection, spec: StoreSpec) -> None:
+    """The live tables' foreign keys, once every staged table has its keys (one ALTER TABLE per table)."""
+    for table in spec.tables:
+        add_missing_constraints(conn, spec, table.name, "f")

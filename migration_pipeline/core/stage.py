@@ -12,7 +12,7 @@ import multiprocessing
 import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,10 +81,9 @@ def stage_store(
         timings["read_and_copy"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    if shards is None:
+        finish_staging(database_url, spec, plan_id, run_id, workers)
     with connect(database_url) as conn:
-        if shards is None:
-            finish_staging(conn, spec, plan_id, run_id)
-            conn.commit()
         summary = summarize(conn, spec, plan_id, run_id)
     timings["finish_sql"] = time.perf_counter() - started
     in_scope = tuple(u for u in discovery.units if shards is None or u.shard in shards)
@@ -102,7 +101,7 @@ def _begin_plan(
     row = conn.execute(
         "SELECT plan_id, fingerprint, status FROM migration.staging WHERE store = %s FOR UPDATE", (spec.name,)
     ).fetchone()
-    if row and row[2] == "loading" and row[1] == fingerprint:
+    if row and row[2] in ("loading", "finishing") and row[1] == fingerprint:
         plan_id = row[0]
         done = {
             r[0]
@@ -332,22 +331,46 @@ def _load_parallel(pool: ProcessPoolExecutor, workers: int, store: str, plan_id:
 # --- finishing in SQL ----------------------------------------------------------------------------------
 
 
-def finish_staging(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str) -> None:
-    """Dedupe, quarantine constraint violations and orphans, derive tables, then index the staged tables."""
+def finish_staging(database_url: str, spec: StoreSpec, plan_id: str, run_id: str, workers: int = 2) -> None:
+    """Finish the loaded staging in SQL, in three steps, each of which can run again after a crash:
+
+    1. one transaction: the integrity rules on the loaded tables (dedupe, CHECKs, orphans; what fails
+       goes to the quarantine), their keys, their bookkeeping columns dropped; status `finishing`;
+    2. on `workers` connections: each derived table filled from the loaded ones, and every table's
+       indexes, triggers, identity and statistics built;
+    3. one transaction: the foreign keys, and status `staged`.
+    """
+    with connect(database_url) as conn:
+        status = conn.execute("SELECT status FROM migration.staging WHERE store = %s", (spec.name,)).fetchone()
+        if status == ("loading",):
+            _apply_integrity_rules(conn, spec, plan_id, run_id)
+            conn.execute("UPDATE migration.staging SET status = 'finishing' WHERE store = %s", (spec.name,))
+            conn.commit()
+    # Loaded tables first: theirs are the longest chains (the largest indexes), and start at once.
+    chains = sorted(spec.tables, key=lambda t: not t.loaded)
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="finish") as pool:
+        for done in [pool.submit(_finish_table, database_url, spec, table, run_id) for table in chains]:
+            done.result()
+    with connect(database_url) as conn:
+        ddl.add_foreign_keys(conn, spec)
+        conn.execute(
+            "UPDATE migration.staging SET status = 'staged', staged_at = now(), run_id = %s WHERE store = %s",
+            (run_id, spec.name),
+        )
+        conn.commit()
+
+
+def _apply_integrity_rules(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str) -> None:
     staging = spec.staging_schema
     for statement in spec.post_load_sql:
         conn.execute(sql.SQL(statement).format(schema=sql.Identifier(staging)))
-    position = {t.name: i for i, t in enumerate(spec.tables)}
-    for table in spec.tables:
-        if not table.loaded:
-            assert table.derive_sql is not None
-            conn.execute(sql.SQL(table.derive_sql).format(schema=sql.Identifier(staging), run_id=sql.Literal(run_id)))
-            continue
+    loaded = [t for t in spec.tables if t.loaded]
+    for position, table in enumerate(loaded):
         enforced = ddl.enforce_unique_keys(conn, spec, table)
         ddl.quarantine_duplicates(conn, spec, table, plan_id, run_id, enforced)
+        ddl.add_missing_constraints(conn, spec, table.name, "pu")  # the keys that had duplicates
         ddl.quarantine_check_violations(conn, spec, table, plan_id, run_id)
-        ddl.resolve_orphans(conn, spec, table, plan_id, run_id, earlier={n for n, p in position.items()
-                                                                         if p < position[table.name]})
+        ddl.resolve_orphans(conn, spec, table, plan_id, run_id, earlier={t.name for t in loaded[:position]})
     # A flagged record that was then moved to the quarantine (e.g. a later duplicate) is not loaded: its
     # flag must not block promotion nor be counted against the staged rows.
     conn.execute(
@@ -356,11 +379,23 @@ def finish_staging(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_
              AND q.table_name = f.table_name AND q.source_file = f.source_file AND q.locator = f.locator""",
         (spec.name, plan_id),
     )
-    ddl.finish_staged_tables(conn, spec, BOOKKEEPING)
-    conn.execute(
-        "UPDATE migration.staging SET status = 'staged', staged_at = now(), run_id = %s WHERE store = %s",
-        (run_id, spec.name),
-    )
+    # Dropped here, under this transaction's lock: in step 2 no statement on a loaded table may block the
+    # derived tables that read it.
+    for table in loaded:
+        ddl.drop_bookkeeping(conn, spec, table.name, BOOKKEEPING)
+
+
+def _finish_table(database_url: str, spec: StoreSpec, table: TableSpec, run_id: str) -> None:
+    with connect(database_url) as conn:
+        if not table.loaded:
+            # Derived from loaded tables only (never from another derived table): the chains run side by side.
+            assert table.derive_sql is not None
+            staged = ddl.qualified(spec.staging_schema, table.name)
+            conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(staged))  # a repeated finish starts over
+            conn.execute(sql.SQL(table.derive_sql).format(schema=sql.Identifier(spec.staging_schema),
+                                                          run_id=sql.Literal(run_id)))
+        ddl.finish_staged_table(conn, spec, table.name, BOOKKEEPING)
+        conn.commit()
 
 
 def summarize(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str) -> StageSummary:

@@ -120,8 +120,9 @@ def sync_store(
     with connect(database_url) as conn:
         for statement in rules.after_load_sql:
             conn.execute(sql.SQL(statement).format(staging=staging, live=live))
-        finish_staging(conn, spec, plan_id, run_id)
         conn.commit()
+    finish_staging(database_url, spec, plan_id, run_id, workers)
+    with connect(database_url) as conn:
         summary = summarize(conn, spec, plan_id, run_id)
     timings["finish_sql"] = time.perf_counter() - started
     summary.seconds = timings
