@@ -162,6 +162,13 @@ def test_migrate_job_records_every_transition_and_a_verified_backup(
     assert f"SHA-256 <code>{sha}</code>" in text
     assert str(archive) in text
     assert "<td>validated</td><td>promoted</td><td>dagster</td>" in text
+    assert "<tr><td><code>wallets</code></td><td class='n'>24</td><td class='n'>16</td><td class='n'>8</td>" in text
+    # The counts are the ones the row-count gate saw: a row deleted after it is not counted again.
+    with connect(database_url) as conn:
+        conn.execute("DELETE FROM wallet.wallet_audit_log WHERE id = (SELECT min(id) FROM wallet.wallet_audit_log)")
+        assert build_report(conn, SPEC, run_id, reports, outcome="promoted") == report
+    text = report.read_text(encoding="utf-8")
+    assert "<tr><td><code>wallet_audit_log</code></td><td class='n'>16</td><td class='n'>16</td>" in text
 
 
 # --- 2. rollback ----------------------------------------------------------------------------------

@@ -62,10 +62,15 @@ def build_report(
     """Write `<report_root>/<store>/<run_id>/report.html` and refresh the index; return the path."""
     plan_id, staging_status = current_plan(conn, spec.name)
     where = spec.schema if staging_status == "promoted" else spec.staging_schema
-    counts = table_counts(conn, spec, plan_id, where) if staging_status in ("staged", "promoted") else {}
     checks = conn.execute(
         "SELECT check_name, passed, summary, details FROM migration.check_results"
         " WHERE run_id = %s AND store = %s ORDER BY check_name", (run_id, spec.name)).fetchall()
+    # The counts this run's row-count gate saw (the report shows what was checked, and the recount costs a
+    # scan of every table); counted here only when the gate did not run.
+    recorded = next((c[3] for c in checks if c[0] == "row_count_reconciliation"), None) or {}
+    counts = {t.name: recorded["tables"][t.name] for t in spec.tables if t.name in recorded.get("tables", {})}
+    if not counts and staging_status in ("staged", "promoted"):
+        counts = table_counts(conn, spec, plan_id, where)
     reasons = conn.execute(
         """SELECT table_name, reason, count(*),
                   (array_agg(source_file || CASE WHEN locator IN ('', 'file') THEN '' ELSE ' ' || locator END
