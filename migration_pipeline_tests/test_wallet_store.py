@@ -270,11 +270,13 @@ def _staged_schema(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
            ORDER BY 1, 2""").fetchall()
 
 
+@pytest.mark.parametrize("stop_in", ["_finish_table", "_validate"])
 def test_a_finish_that_stopped_halfway_resumes_to_the_same_staging(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    stop_in: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The finish commits step by step: stopped after the integrity rules and some tables, the next run
-    loads nothing again and ends with the rows, ids, keys and indexes of a finish that never stopped."""
+    """The finish commits step by step: stopped after the integrity rules and some tables (or after the
+    foreign keys were added, unvalidated), the next run loads nothing again and ends with the rows, ids,
+    keys and indexes of a finish that never stopped."""
     from migration_pipeline.core import stage
 
     stage_store(database_url, WALLET_STORE, SAMPLES, "clean", SAMPLE_SECRET, workers=2)
@@ -282,14 +284,14 @@ def test_a_finish_that_stopped_halfway_resumes_to_the_same_staging(
         clean = {t: _rows(conn, "wallet__staging", t) for t in TABLES}
         clean_schema = _staged_schema(conn)
 
-    finish_table = stage._finish_table
+    step = getattr(stage, stop_in)
 
-    def stop_at_audit_log(database_url: str, spec: Any, table: Any, run_id: str) -> None:
-        finish_table(database_url, spec, table, run_id)
-        if table.name == "wallet_audit_log":  # filled and indexed, then the process "dies"
+    def stop_after_one(*args: Any) -> None:
+        step(*args)
+        if stop_in == "_validate" or args[2].name == "wallet_audit_log":  # committed, then the process "dies"
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(stage, "_finish_table", stop_at_audit_log)
+    monkeypatch.setattr(stage, stop_in, stop_after_one)
     with pytest.raises(KeyboardInterrupt):
         stage_store(database_url, WALLET_STORE, SAMPLES, "stopped", SAMPLE_SECRET, workers=2)
     with connect(database_url) as conn:
@@ -307,6 +309,8 @@ def test_a_finish_that_stopped_halfway_resumes_to_the_same_staging(
         assert [r[:3] for r in resumed_rows["wallet_audit_log"]] == [r[:3] for r in clean["wallet_audit_log"]]
         assert resumed_rows["wallet_metadata"] == clean["wallet_metadata"]
         assert _staged_schema(conn) == clean_schema
+        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE connamespace = 'wallet__staging'::regnamespace"
+                            " AND NOT convalidated").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM migration.quarantine WHERE store = 'wallet' AND plan_id = %s",
                             (resumed.plan_id,)).fetchone() == (8,)
 

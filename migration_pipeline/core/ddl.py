@@ -289,11 +289,16 @@ def drop_bookkeeping(conn: psycopg.Connection, spec: StoreSpec, table: str, book
             sql.SQL(", ").join(sql.SQL("DROP COLUMN {}").format(sql.Identifier(c)) for c in columns)))
 
 
-def add_missing_constraints(conn: psycopg.Connection, spec: StoreSpec, table: str, kinds: str) -> None:
-    """The live table's constraints of `kinds` that the staged table does not have yet, in one ALTER TABLE."""
+def add_missing_constraints(
+    conn: psycopg.Connection, spec: StoreSpec, table: str, kinds: str, *, validate: bool = True
+) -> None:
+    """The live table's constraints of `kinds` that the staged table does not have yet, in one ALTER TABLE
+    (CHECKs and foreign keys NOT VALID when not `validate`)."""
     present = {r[0] for r in conn.execute(
         "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass", (f'"{spec.staging_schema}"."{table}"',))}
     constraints = [c for c in _live_constraints(conn, spec, table, kinds) if c[0] not in present]
+    if not validate:
+        constraints = [(name, f"{definition} NOT VALID", *rest) for name, definition, *rest in constraints]
     if constraints:
         _add_constraints(conn, spec, table, constraints)
 
@@ -345,7 +350,25 @@ def finish_staged_table(conn: psycopg.Connection, spec: StoreSpec, table: str, b
     conn.execute("SELECT set_config('search_path', 'public', true)")
 
 
-def add_foreign_keys(conn: psycopg.Connection, spec: StoreSpec) -> None:
-    """The live tables' foreign keys, once every staged table has its keys (one ALTER TABLE per table)."""
+def add_foreign_keys(conn: psycopg.Connection, spec: StoreSpec) -> list[tuple[str, str]]:
+    """The live tables' foreign keys, once every staged table has its keys, added NOT VALID (no scan, so the
+    locks they take are short); return (table, constraint) of every foreign key still to validate.
+    Validating takes weaker locks (`validate_constraint`): several can run side by side."""
     for table in spec.tables:
-        add_missing_constraints(conn, spec, table.name, "f")
+        add_missing_constraints(conn, spec, table.name, "f", validate=False)
+    return conn.execute(
+        "SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
+        " WHERE k.connamespace = %s::regnamespace AND k.contype = 'f' AND NOT k.convalidated ORDER BY 1, 2",
+        (f'"{spec.staging_schema}"',)).fetchall()
+
+
+def drop_foreign_keys(conn: psycopg.Connection, schema: str) -> None:
+    """Every foreign key between the tables of `schema` (a finish that resumes rebuilds them last)."""
+    for table, name in conn.execute(
+        "SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
+        " WHERE k.connamespace = %s::regnamespace AND k.contype = 'f' ORDER BY 1, 2", (f'"{schema}"',)).fetchall():
+        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(qualified(schema, table), sql.Identifier(name)))
+
+
+def validate_constraint(conn: psycopg.Connection, schema: str, table: str, name: str) -> None:
+    conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(qualified(schema, table), sql.Identifier(name)))

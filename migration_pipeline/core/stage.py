@@ -338,21 +338,28 @@ def finish_staging(database_url: str, spec: StoreSpec, plan_id: str, run_id: str
        goes to the quarantine), their keys, their bookkeeping columns dropped; status `finishing`;
     2. on `workers` connections: each derived table filled from the loaded ones, and every table's
        indexes, triggers, identity and statistics built;
-    3. one transaction: the foreign keys, and status `staged`.
+    3. the foreign keys, added NOT VALID, then validated on `workers` connections; status `staged`.
     """
     with connect(database_url) as conn:
         status = conn.execute("SELECT status FROM migration.staging WHERE store = %s", (spec.name,)).fetchone()
         if status == ("loading",):
             _apply_integrity_rules(conn, spec, plan_id, run_id)
             conn.execute("UPDATE migration.staging SET status = 'finishing' WHERE store = %s", (spec.name,))
-            conn.commit()
+        else:  # resumed: the derived tables are filled again, which their referencing keys would forbid
+            ddl.drop_foreign_keys(conn, spec.staging_schema)
+        conn.commit()
     # Loaded tables first: theirs are the longest chains (the largest indexes), and start at once.
     chains = sorted(spec.tables, key=lambda t: not t.loaded)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="finish") as pool:
         for done in [pool.submit(_finish_table, database_url, spec, table, run_id) for table in chains]:
             done.result()
+        with connect(database_url) as conn:
+            to_validate = ddl.add_foreign_keys(conn, spec)
+            conn.commit()
+        for done in [pool.submit(_validate, database_url, spec.staging_schema, table, name)
+                     for table, name in to_validate]:
+            done.result()
     with connect(database_url) as conn:
-        ddl.add_foreign_keys(conn, spec)
         conn.execute(
             "UPDATE migration.staging SET status = 'staged', staged_at = now(), run_id = %s WHERE store = %s",
             (run_id, spec.name),
@@ -383,6 +390,12 @@ def _apply_integrity_rules(conn: psycopg.Connection, spec: StoreSpec, plan_id: s
     # derived tables that read it.
     for table in loaded:
         ddl.drop_bookkeeping(conn, spec, table.name, BOOKKEEPING)
+
+
+def _validate(database_url: str, schema: str, table: str, constraint: str) -> None:
+    with connect(database_url) as conn:
+        ddl.validate_constraint(conn, schema, table, constraint)
+        conn.commit()
 
 
 def _finish_table(database_url: str, spec: StoreSpec, table: TableSpec, run_id: str) -> None:
