@@ -439,11 +439,17 @@ def test_reject_messages_never_carry_values() -> None:
 def test_parallel_staging_of_a_generated_store(database_url: str, tmp_path: Path) -> None:
     secret = "parallel-test-secret"
     generated = generate_wallet_store(tmp_path / "src", users=3000, secret=secret, seed=11, quirk_rate=0.02)
+    nested = generated.wallets_dir / "old" / "wallet_9_ethereum.json"  # a folder in the wallet folder
+    nested.parent.mkdir()
+    nested.write_bytes(b"{}")
     summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "par", secret, workers=2)
     assert summary.units == 16  # 6001 mapped files in 16 shards by fid, each shard under 2000 files
     assert summary.resumed_units == 0
     assert summary.files_mapped == generated.mapped_files == 6001
-    assert summary.files_unmapped == generated.unmapped_files == 3
+    assert summary.files_unmapped == generated.unmapped_files + 1 == 4
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT size_bytes, status FROM migration.source_manifest WHERE plan_id = %s AND path = %s",
+                            (summary.plan_id, f"{PREFIX}old/wallet_9_ethereum.json")).fetchone() == (2, "unmapped")
     assert summary.seen == {"wallets": generated.mapped_files}
     assert summary.quarantined == generated.expected_quarantined
     assert summary.staged == {"wallets": generated.expected_loaded, "users": generated.expected_users,

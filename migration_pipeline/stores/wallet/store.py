@@ -63,8 +63,18 @@ WALLET_COLUMNS = (
 def discover(store_dir: Path) -> Discovery:
     """Sorted wallet files in units of UNIT_SIZE; everything else under the store is unmapped."""
     wallet_dir = store_dir / WALLET_DIR
-    names = sorted(e.name for e in os.scandir(wallet_dir) if not e.is_dir()) if wallet_dir.is_dir() else []
+    names: list[str] = []
+    folders: list[str] = []
+    if wallet_dir.is_dir():
+        with os.scandir(wallet_dir) as entries:
+            for entry in entries:
+                (folders if entry.is_dir() else names).append(entry.name)
+    names.sort()
     unmapped = walk_files(store_dir, skip=WALLET_DIR)
+    # Wallets are the wallet folder's own files; a folder inside it holds none, but its files are the
+    # store's all the same, so they are listed (as unmapped) rather than never seen.
+    for folder in folders:
+        unmapped += (f"{WALLET_DIR}/{folder}/{path}" for path in walk_files(wallet_dir / folder))
     # A file's position in sorted name order is its wallet id; units hold files of one shard (fid mod SHARDS).
     by_shard: list[list[tuple[int, str]]] = [[] for _ in range(SHARDS)]
     position = 0
