@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,8 @@ def _file_record(name: str) -> dict[str, Any]:
 
 
 def _mtime(name: str) -> datetime:
-    return datetime.fromtimestamp((WALLET_DIR / name).stat().st_mtime, tz=UTC)
+    """The file's mtime, truncated to the microsecond (PostgreSQL's precision)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=(WALLET_DIR / name).stat().st_mtime_ns // 1000)
 
 
 def _files_outside_wallet_dir() -> set[tuple[str, int, str]]:
@@ -323,9 +324,9 @@ BASE_ACCOUNT = _file_record("wallet_2_base-account.json")
 
 
 def _normalize(record: Any, name: str = "wallet_1_ethereum.json", *, raw: bytes | None = None,
-               key: bytes | None = KEY, mtime: float = 1_735_787_045.0) -> tuple[tuple[Any, ...], str | None]:
+               key: bytes | None = KEY, mtime_ns: int = 1_735_787_045 * 10**9) -> tuple[tuple[Any, ...], str | None]:
     data = raw if raw is not None else json.dumps(record).encode()
-    return normalize_wallet(name, data, 42, key, lambda: mtime)
+    return normalize_wallet(name, data, 42, key, mtime_ns)
 
 
 def _reason(*args: Any, **kwargs: Any) -> str:
@@ -353,8 +354,8 @@ def test_normalize_valid_wallet() -> None:
     assert row == (42, 1, BASE["address"], BASE["encryptedPrivateKey"], BASE["iv"], "ethereum", "trading",
                    _utc("2024-03-01T09:15:00.000Z"), _utc("2024-03-01T09:15:00.000Z"))
     # fid missing: from the name; createdAt missing: the mtime; epoch ms; BOM, CRLF and trailing whitespace
-    row, _ = _normalize(_with(fid=_DROP, createdAt=_DROP), mtime=1_700_000_000.5)
-    assert row[1] == 1 and row[7] == datetime(2023, 11, 14, 22, 13, 20, 500000, tzinfo=UTC)
+    row, _ = _normalize(_with(fid=_DROP, createdAt=_DROP), mtime_ns=1_700_000_000_500_000_999)
+    assert row[1] == 1 and row[7] == datetime(2023, 11, 14, 22, 13, 20, 500000, tzinfo=UTC)  # ns truncated
     row, _ = _normalize(_with(createdAt=1718000000123))
     assert row[7] == _utc("2024-06-10T06:13:20.123Z")
     raw = b"\xef\xbb\xbf" + json.dumps(BASE, indent=2).replace("\n", "\r\n").encode() + b"  \n\t\n   "

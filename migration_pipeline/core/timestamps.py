@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 EpochUnit = Literal["auto", "ms", "s"]
@@ -11,6 +11,15 @@ _MS_THRESHOLD = 100_000_000_000  # 1973 in ms, year 5138 in s: larger numbers ar
 
 class InvalidTimestamp(ValueError):
     pass
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_ns(nanoseconds: int) -> datetime:
+    """A file time (`st_mtime_ns`) truncated to the microsecond, in integers: through a float of seconds,
+    one run could round it to one microsecond and a reader of `st_mtime` to the next."""
+    return _EPOCH + timedelta(microseconds=nanoseconds // 1000)
 
 
 def parse_timestamp(value: object, epoch_unit: EpochUnit = "auto") -> datetime:

@@ -11,7 +11,6 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from migration_pipeline.core.spec import (
     TableSpec,
     Unit,
 )
-from migration_pipeline.core.timestamps import InvalidTimestamp, parse_timestamp
+from migration_pipeline.core.timestamps import InvalidTimestamp, from_ns, parse_timestamp
 from migration_pipeline.stores import expectations as ex
 
 WALLET_DIR = "storage/wallets"
@@ -116,7 +115,7 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
             continue
         batch.manifest.append(ManifestEntry(relative, len(data), hashlib.sha256(data).hexdigest(), True, mtime_ns))
         try:
-            row, flag = normalize_wallet(name, data, seq, key, lambda m=mtime_ns: m / 1e9)
+            row, flag = normalize_wallet(name, data, seq, key, mtime_ns)
         except _Reject as reject:
             batch.quarantine("wallets", relative, "file", reject.reason, reject.message)
             continue
@@ -133,9 +132,10 @@ _FLAG_MESSAGES = {
 
 
 def normalize_wallet(
-    name: str, data: bytes, wallet_id: int, key: bytes | None, mtime: Any
+    name: str, data: bytes, wallet_id: int, key: bytes | None, mtime_ns: int
 ) -> tuple[tuple[Any, ...], str | None]:
-    """One wallet file → (row in WALLET_COLUMNS order, flag reason or None); raises _Reject."""
+    """One wallet file → (row in WALLET_COLUMNS order, flag reason or None); raises _Reject. A file without
+    createdAt was created at its mtime (`mtime_ns`), to the microsecond."""
     match = FILE_NAME.fullmatch(name)
     assert match is not None
     name_fid, chain = int(match.group(1)), match.group(2)
@@ -188,9 +188,7 @@ def normalize_wallet(
 
     raw_created = record.get("createdAt")
     try:
-        created_at = (
-            datetime.fromtimestamp(mtime(), tz=UTC) if raw_created in (None, "") else parse_timestamp(raw_created)
-        )
+        created_at = from_ns(mtime_ns) if raw_created in (None, "") else parse_timestamp(raw_created)
     except InvalidTimestamp as exc:
         raise _Reject("invalid_timestamp", f"createdAt: {exc}") from None
 
