@@ -41,8 +41,8 @@ class TableSpec:
     unique_keys: tuple[tuple[str, ...], ...] = ()
     # Case-insensitive unique columns (e.g. email): later duplicates are quarantined too.
     unique_ci: tuple[str, ...] = ()
-    # For derived tables: SQL that fills it from staged tables ({schema} is the staging schema),
-    # and SQL giving the row count it must have.
+    # For derived tables: SQL that fills it from the loaded staged tables ({schema} is the staging schema;
+    # never from another derived table: they are filled side by side), and SQL giving its row count.
     derive_sql: str | None = None
     expected_rows_sql: str | None = None
     expectations: tuple[Expectation, ...] = ()
