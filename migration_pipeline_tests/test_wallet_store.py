@@ -448,6 +448,10 @@ def test_parallel_staging_of_a_generated_store(database_url: str, tmp_path: Path
     assert summary.resumed_units == 0
     assert summary.files_mapped == generated.mapped_files == 6001
     assert summary.files_unmapped == generated.unmapped_files + 1 == 4
+    # The staged asset's metadata times each part, the finish's three steps too.
+    assert sorted(summary.seconds) == ["discover", "finish_sql", "read_and_copy", "sql_foreign_keys",
+                                       "sql_integrity", "sql_tables"]
+    assert summary.seconds["finish_sql"] >= summary.seconds["sql_integrity"] + summary.seconds["sql_tables"] > 0
     with connect(database_url) as conn:
         assert conn.execute("SELECT size_bytes, status FROM migration.source_manifest WHERE plan_id = %s AND path = %s",
                             (summary.plan_id, f"{PREFIX}old/wallet_9_ethereum.json")).fetchone() == (2, "unmapped")

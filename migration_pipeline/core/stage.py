@@ -82,10 +82,10 @@ def stage_store(
 
     started = time.perf_counter()
     if shards is None:
-        finish_staging(database_url, spec, plan_id, run_id, workers)
+        timings.update(finish_staging(database_url, spec, plan_id, run_id, workers))
     with connect(database_url) as conn:
         summary = summarize(conn, spec, plan_id, run_id)
-    timings["finish_sql"] = time.perf_counter() - started
+    timings["finish_sql"] = time.perf_counter() - started  # the three steps and the summary's counts
     in_scope = tuple(u for u in discovery.units if shards is None or u.shard in shards)
     summary.in_scope = in_scope
     summary.resumed_units = sum(1 for u in in_scope if u.number in done_units)
@@ -331,8 +331,11 @@ def _load_parallel(pool: ProcessPoolExecutor, workers: int, store: str, plan_id:
 # --- finishing in SQL ----------------------------------------------------------------------------------
 
 
-def finish_staging(database_url: str, spec: StoreSpec, plan_id: str, run_id: str, workers: int = 2) -> None:
-    """Finish the loaded staging in SQL, in three steps, each of which can run again after a crash:
+def finish_staging(
+    database_url: str, spec: StoreSpec, plan_id: str, run_id: str, workers: int = 2
+) -> dict[str, float]:
+    """Finish the loaded staging in SQL, in three steps, each of which can run again after a crash;
+    return the seconds of each (`sql_integrity`, `sql_tables`, `sql_foreign_keys`):
 
     1. one transaction: the integrity rules on the loaded tables (dedupe, CHECKs, orphans; what fails
        goes to the quarantine), their keys, their bookkeeping columns dropped; status `finishing`;
@@ -340,6 +343,8 @@ def finish_staging(database_url: str, spec: StoreSpec, plan_id: str, run_id: str
        indexes, triggers, identity and statistics built;
     3. the foreign keys, added NOT VALID, then validated on `workers` connections; status `staged`.
     """
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
     with connect(database_url) as conn:
         status = conn.execute("SELECT status FROM migration.staging WHERE store = %s", (spec.name,)).fetchone()
         if status == ("loading",):
@@ -348,11 +353,15 @@ def finish_staging(database_url: str, spec: StoreSpec, plan_id: str, run_id: str
         else:  # resumed: the derived tables are filled again, which their referencing keys would forbid
             ddl.drop_foreign_keys(conn, spec.staging_schema)
         conn.commit()
+    seconds["sql_integrity"] = time.perf_counter() - started
+    started = time.perf_counter()
     # Loaded tables first: theirs are the longest chains (the largest indexes), and start at once.
     chains = sorted(spec.tables, key=lambda t: not t.loaded)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="finish") as pool:
         for done in [pool.submit(_finish_table, database_url, spec, table, run_id) for table in chains]:
             done.result()
+        seconds["sql_tables"] = time.perf_counter() - started
+        started = time.perf_counter()
         with connect(database_url) as conn:
             to_validate = ddl.add_foreign_keys(conn, spec)
             conn.commit()
@@ -365,6 +374,8 @@ def finish_staging(database_url: str, spec: StoreSpec, plan_id: str, run_id: str
             (run_id, spec.name),
         )
         conn.commit()
+    seconds["sql_foreign_keys"] = time.perf_counter() - started
+    return seconds
 
 
 def _apply_integrity_rules(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str) -> None:

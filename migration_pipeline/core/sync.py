@@ -121,7 +121,7 @@ def sync_store(
         for statement in rules.after_load_sql:
             conn.execute(sql.SQL(statement).format(staging=staging, live=live))
         conn.commit()
-    finish_staging(database_url, spec, plan_id, run_id, workers)
+    timings.update(finish_staging(database_url, spec, plan_id, run_id, workers))
     with connect(database_url) as conn:
         summary = summarize(conn, spec, plan_id, run_id)
     timings["finish_sql"] = time.perf_counter() - started
