@@ -161,7 +161,9 @@ def test_keys_and_checks_of_clean_rows_are_built_before_any_search(database_url:
                      ("wallets_pkey", "p")]
 
 
-def test_read_whole_returns_every_byte_even_of_a_file_that_grew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_whole_returns_every_byte_of_a_file_that_grew_or_reads_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     from migration_pipeline.core.manifest import read_whole
@@ -176,6 +178,11 @@ def test_read_whole_returns_every_byte_even_of_a_file_that_grew(tmp_path: Path, 
     # A file that grows between the stat and the read: the stat is told 5 bytes, the read goes on to the end.
     real_fstat = os.fstat
     monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 5, *real_fstat(fd)[7:])))
+    assert read_whole(str(big))[0] == big.read_bytes()
+    monkeypatch.undo()
+    # Short reads (one read returns at most ~2 GiB on Linux): every byte is still returned, never a prefix.
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: real_read(fd, min(n, 1000)))
     assert read_whole(str(big))[0] == big.read_bytes()
     monkeypatch.undo()
     with pytest.raises(IsADirectoryError):

@@ -10,13 +10,15 @@ from migration_pipeline.core.spec import ManifestEntry
 
 
 def read_whole(path: str) -> tuple[bytes, os.stat_result]:
-    """A small file's bytes and its stat, read with bare system calls: Python's buffered `open()` costs
-    twice as much per file (~13 µs against ~7), which counts at millions of files. Raises OSError."""
+    """A file's bytes and its stat, read with bare system calls: Python's buffered `open()` costs twice
+    as much per file (~13 µs against ~7), which counts at millions of files. Raises OSError."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         stat = os.fstat(fd)
         data = os.read(fd, stat.st_size + 1)
-        if len(data) > stat.st_size:  # it grew since the stat: read on to its end
+        # Exactly the stat's size means the end was reached (one byte more was asked for). Anything else is
+        # a file that changed since the stat, or a short read (one read returns at most ~2 GiB): read on.
+        if len(data) != stat.st_size:
             parts = [data]
             while part := os.read(fd, 1 << 20):
                 parts.append(part)
