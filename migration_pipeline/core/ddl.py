@@ -356,17 +356,20 @@ def add_foreign_keys(conn: psycopg.Connection, spec: StoreSpec) -> list[tuple[st
     Validating takes weaker locks (`validate_constraint`): several can run side by side."""
     for table in spec.tables:
         add_missing_constraints(conn, spec, table.name, "f", validate=False)
+    return _foreign_keys(conn, spec.staging_schema, unvalidated_only=True)
+
+
+def _foreign_keys(conn: psycopg.Connection, schema: str, *, unvalidated_only: bool = False) -> list[tuple[str, str]]:
+    """(table, constraint) of the foreign keys of the tables of `schema`."""
     return conn.execute(
         "SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
-        " WHERE k.connamespace = %s::regnamespace AND k.contype = 'f' AND NOT k.convalidated ORDER BY 1, 2",
-        (f'"{spec.staging_schema}"',)).fetchall()
+        " WHERE k.connamespace = %s::regnamespace AND k.contype = 'f' AND NOT (%s AND k.convalidated)"
+        " ORDER BY 1, 2", (f'"{schema}"', unvalidated_only)).fetchall()
 
 
 def drop_foreign_keys(conn: psycopg.Connection, schema: str) -> None:
     """Every foreign key between the tables of `schema` (a finish that resumes rebuilds them last)."""
-    for table, name in conn.execute(
-        "SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
-        " WHERE k.connamespace = %s::regnamespace AND k.contype = 'f' ORDER BY 1, 2", (f'"{schema}"',)).fetchall():
+    for table, name in _foreign_keys(conn, schema):
         conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(qualified(schema, table), sql.Identifier(name)))
 
 
