@@ -190,10 +190,12 @@ def test_read_whole_returns_every_byte_of_a_file_that_grew_or_reads_short(
 
 
 def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks written by worker processes form one tar in file order; its manifest is sha256sum's
-    format; a changed byte in the archive is caught by the re-read."""
+    """Chunks written by worker processes form one compressed tar in file order; its manifest is
+    sha256sum's format; a changed byte in a member, in a header or in the compressed bytes is caught by
+    the re-read."""
     import hashlib
-    import tarfile
+
+    import zstandard
 
     from migration_pipeline.core import backup
 
@@ -205,27 +207,40 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     contents["a/caf\u00e9.json"] = b"[]"
     for relative, data in contents.items():
         (store / relative).write_bytes(data)
-    monkeypatch.setattr(backup, "CHUNK_FILES", 3)  # 4 chunks over 2 worker processes
+    monkeypatch.setattr(backup, "CHUNK_FILES", 3)  # 5 chunks over 2 worker processes
     made = backup.write_backup(store, tmp_path / "out", "demo", workers=2)
 
     expected = {relative: hashlib.sha256(data).hexdigest() for relative, data in contents.items()}
     assert (made.files, made.bytes) == (13, sum(len(d) for d in contents.values()))
+    assert made.archive.name.endswith(".tar.zst") and made.manifest.name.endswith(".sha256")
     assert made.sha256 == hashlib.sha256(made.archive.read_bytes()).hexdigest()
     assert backup.read_manifest(made.manifest) == expected
-    with tarfile.open(made.archive) as tar:
-        names = tar.getnames()
-        members = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar.getmembers()}  # type: ignore[union-attr]
-    assert names == sorted(contents) and members == expected
+    with backup.open_archive(made.archive) as tar:
+        members = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar}  # type: ignore[union-attr]
+    assert list(members) == sorted(contents) and members == expected
 
-    raw = bytearray(made.archive.read_bytes())
-    raw[raw.index(b'{"i": 7}') + 1] ^= 0x01  # one flipped bit in the content of a/b/f07.json
-    made.archive.write_bytes(bytes(raw))
-    whole = backup._Chunk(0, len(raw) - 1024, 0, made.manifest.stat().st_size)
-    assert backup._verify_chunk(str(made.archive), str(made.manifest), whole) == "a/b/f07.json"
+    # One chunk (frame) holding every member, as the parallel writer would have written it, then altered.
+    with made.archive.open("rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as z:
+        blocks = bytearray(z.read()[: -backup.tarfile.BLOCKSIZE * 2])  # without the end-of-archive marker
+    listed = made.manifest.stat().st_size
+
+    def verify_frame(frame: bytes) -> str | None:
+        made.archive.write_bytes(frame)
+        return backup._verify_chunk(str(made.archive), str(made.manifest), backup._Chunk(0, len(frame), 0, listed))
+
+    def verify(altered: bytes) -> str | None:
+        return verify_frame(backup._compress(altered))
+
+    assert verify(bytes(blocks)) is None
+    blocks[blocks.index(b'{"i": 7}') + 1] ^= 0x01  # one flipped bit in the content of a/b/f07.json
+    assert verify(bytes(blocks)) == "a/b/f07.json"
     # A flipped bit in a header (a/b/f02.json's name) is found as well, not raised as tarfile's ReadError.
-    raw[raw.index(b"a/b/f02.json") + 5] ^= 0x01
-    made.archive.write_bytes(bytes(raw))
-    assert backup._verify_chunk(str(made.archive), str(made.manifest), whole) == "a/b/f02.json"
+    blocks[blocks.index(b"a/b/f02.json") + 5] ^= 0x01
+    assert verify(bytes(blocks)) == "a/b/f02.json"
+    # A flipped bit in the compressed bytes: the frame's checksum fails, and the chunk is named by its first file.
+    frame = bytearray(backup._compress(bytes(blocks)))
+    frame[len(frame) // 2] ^= 0x01
+    assert verify_frame(bytes(frame)) == "the compressed chunk that starts with a/b/f00.json"
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from dagster import DagsterInstance
 from psycopg import sql
 
-from migration_pipeline.core.backup import read_manifest
+from migration_pipeline.core.backup import open_archive, read_manifest
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import PromotionBlockedError
 from migration_pipeline.core.promote import get_phase, promote, rollback, set_phase
@@ -150,9 +149,8 @@ def test_migrate_job_records_every_transition_and_a_verified_backup(
     assert files == len(expected)
     assert size == sum((store_dir / rel).stat().st_size for rel in expected)
     # ... and the archive holds exactly those files, byte for byte.
-    with tarfile.open(archive) as tar:
-        members = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest()  # type: ignore[union-attr]
-                   for m in tar.getmembers()}
+    with open_archive(archive) as tar:
+        members = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar}  # type: ignore[union-attr]
     assert members == expected
 
     # The report of the run shows the backup's SHA-256 and the phase history.

@@ -111,8 +111,8 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
         key=backup_key,
         group_name=group,
         deps=[SCHEMA_ASSET],
-        description=f"Backup first: a tar archive of every file under <source root>/{spec.folder} with a SHA-256 "
-        "manifest, verified by re-reading it. Written once, before the store's first load; kept 30 days.",
+        description=f"Backup first: a zstd-compressed tar archive of every file under <source root>/{spec.folder} with "
+        "a SHA-256 manifest, verified by re-reading it. Written once, before the store's first load; kept 30 days.",
     )
     def backup(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
         with migration.connect() as conn:
@@ -123,7 +123,8 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
             made = write_backup(migration.root() / spec.folder, Path(migration.backup_dir), spec.name, migration.workers)
             record_backup(conn, spec.name, made)
         return MaterializeResult(metadata={"archive": MetadataValue.path(str(made.archive)), "sha256": made.sha256,
-                                           "files": made.files, "bytes": made.bytes, "written_now": True})
+                                           "files": made.files, "bytes": made.bytes,
+                                           "archive_bytes": made.archive.stat().st_size, "written_now": True})
     live_key = AssetKey([spec.name, "live"])
 
     shard_assets: list[AssetsDefinition] = []
