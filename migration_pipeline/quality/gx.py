@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
+import jinja2
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 
 from migration_pipeline.core.database import sqlalchemy_url
 from migration_pipeline.core.spec import StoreSpec, TableSpec
@@ -112,14 +114,49 @@ def _build_data_docs(contexts: list[Any], docs_dir: Path) -> Path | None:
         for key in store.list_keys():
             first.validation_results_store.set(key, store.get(key))
     first.delete_data_docs_site("local_site")
+    page_view = {"module_name": __name__, "class_name": CompiledOncePageView.__name__}
     first.add_data_docs_site(site_name="local_site", site_config={
         "class_name": "SiteBuilder",
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                               "view": {"module_name": __name__, "class_name": CompiledOnceIndexPageView.__name__}},
+        "site_section_builders": {"expectations": {"view": page_view}, "validations": {"view": page_view},
+                                  "profiling": "None"},  # no profiling results are ever made
     })
     first.build_data_docs()
     index = site / "index.html"
     return index if index.exists() else None
+
+
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """Jinja bytecode kept in memory for the process. Each Data Docs view builds its own Jinja
+    environment, so without it every page type's templates were compiled again for each view and
+    each run (0.28 s of the 0.46 s a site took at 100k users)."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if (code := self._code.get(bucket.key)) is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_TEMPLATES = _CompiledTemplates()
+
+
+class CompiledOncePageView(DefaultJinjaPageView):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.env.bytecode_cache = _TEMPLATES
+
+
+class CompiledOnceIndexPageView(DefaultJinjaIndexPageView):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.env.bytecode_cache = _TEMPLATES
 
 
 def _outcome(table_name: str, validation: Any, docs_index: Path | None) -> SuiteOutcome:
@@ -151,9 +188,10 @@ def _validation(
 ) -> Any:
     asset = source.add_table_asset(name=table.name, table_name=table.name, schema_name=spec.staging_schema)
     batch = asset.add_batch_definition_whole_table(name="whole_table")
-    suite = context.suites.add(gx.ExpectationSuite(name=f"{spec.name}.{table.name}"))
-    for e in table.expectations:
-        suite.add_expectation(_expectation(e.type, dict(e.kwargs), schema_sql, expected_rows))
+    # Whole, then added once: each add_expectation on a stored suite re-serialises the suite into its store.
+    suite = context.suites.add(gx.ExpectationSuite(
+        name=f"{spec.name}.{table.name}",
+        expectations=[_expectation(e.type, dict(e.kwargs), schema_sql, expected_rows) for e in table.expectations]))
     return context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{spec.name}.{table.name}", data=batch, suite=suite)
     )
