@@ -6,7 +6,7 @@ from typing import Any
 
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.promote import failed_checks, get_phase
-from migration_pipeline.core.reconcile import current_plan, table_counts
+from migration_pipeline.core.reconcile import current_plan, file_counts, table_counts
 from migration_pipeline.core.spec import StoreSpec
 
 
@@ -41,10 +41,7 @@ def print_store_summary(database_url: str, spec: StoreSpec, run_id: str, result:
         if plan_id and status in ("staged", "promoted"):
             schema = spec.schema if status == "promoted" else spec.staging_schema
             counts = table_counts(conn, spec, plan_id, schema)
-            manifest: dict[str, int] = dict(conn.execute(
-                "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
-                (spec.name, plan_id)).fetchall())
-            mapped, unmapped = manifest.get("mapped", 0), manifest.get("unmapped", 0)
+            mapped, unmapped = file_counts(conn, spec.name, plan_id)
             print(f"files seen {mapped + unmapped}, mapped {mapped}, unmapped {unmapped}")
             print(_table(["table", "source", "loaded", "quarantined"],
                          [[t, c["source"], c["staged"], c["quarantined"]] for t, c in counts.items()]))

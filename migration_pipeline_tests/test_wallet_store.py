@@ -154,6 +154,12 @@ def test_samples_match_expected_md(database_url: str, tmp_path: Path) -> None:
     assert summary.flagged == 0
 
     with connect(database_url) as conn:
+        # The counts were recorded when the staging finished, and are what the manifest holds.
+        assert conn.execute("SELECT files_mapped, files_unmapped FROM migration.staging WHERE store = 'wallet'"
+                            ).fetchone() == (24, 3 + len(outside))
+        assert dict(conn.execute("SELECT status, count(*) FROM migration.source_manifest WHERE store = 'wallet'"
+                                 " AND plan_id = %s GROUP BY 1", (summary.plan_id,)).fetchall()) == {
+            "mapped": 24, "unmapped": 3 + len(outside)}
         rows = conn.execute(
             "SELECT id, fid, chain, wallet_type, address, encrypted_private_key, iv, created_at, updated_at"
             " FROM wallet__staging.wallets ORDER BY id").fetchall()

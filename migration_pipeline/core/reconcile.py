@@ -34,6 +34,19 @@ def current_plan(conn: psycopg.Connection, store: str) -> tuple[str, str]:
     return row[0], row[1]
 
 
+def file_counts(conn: psycopg.Connection, store: str, plan_id: str) -> tuple[int, int]:
+    """(mapped, unmapped) source files of a plan: as recorded when its staging finished, else counted."""
+    recorded = conn.execute(
+        "SELECT files_mapped, files_unmapped FROM migration.staging WHERE store = %s AND plan_id = %s"
+        " AND status IN ('staged', 'promoted') AND files_mapped IS NOT NULL", (store, plan_id)).fetchone()
+    if recorded:
+        return int(recorded[0]), int(recorded[1])
+    counted: dict[str, int] = dict(conn.execute(
+        "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
+        (store, plan_id)).fetchall())
+    return int(counted.get("mapped", 0)), int(counted.get("unmapped", 0))
+
+
 def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
     row = conn.execute(
         sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from migration_pipeline.core.promote import get_phase, set_report_path
-from migration_pipeline.core.reconcile import current_plan, table_counts
+from migration_pipeline.core.reconcile import current_plan, file_counts, table_counts
 from migration_pipeline.core.spec import StoreSpec
 
 _CSS = """
@@ -78,9 +78,7 @@ def build_report(
                   min(message)
            FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1, 2 ORDER BY 1, 3 DESC""",
         (spec.name, plan_id)).fetchall()
-    manifest: dict[str, int] = dict(conn.execute(
-        "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
-        (spec.name, plan_id)).fetchall())
+    mapped, unmapped_count = file_counts(conn, spec.name, plan_id)
     unmapped = [r[0] for r in conn.execute(
         "SELECT path || ' (' || size_bytes || ' bytes, sha256 ' || left(sha256, 12) || '…)' FROM"
         " migration.source_manifest WHERE store = %s AND plan_id = %s AND status = 'unmapped' ORDER BY path LIMIT 50",
@@ -159,8 +157,8 @@ def build_report(
                          f"<td>{_e(message)}</td></tr>")
         parts.append("</table>")
     patterns = ", ".join(f"<code>{_e(p)}</code>" for p in spec.source_files)
-    parts.append(f"<h2>Source files</h2><p>{manifest.get('mapped', 0)} mapped ({patterns}), "
-                 f"{manifest.get('unmapped', 0)} unmapped (listed in <code>migration.source_manifest</code> with size "
+    parts.append(f"<h2>Source files</h2><p>{mapped} mapped ({patterns}), "
+                 f"{unmapped_count} unmapped (listed in <code>migration.source_manifest</code> with size "
                  "and SHA-256).</p>")
     if unmapped:
         parts.append("<ul>" + "".join(f"<li><code>{_e(u)}</code></li>" for u in unmapped) + "</ul>")

@@ -23,6 +23,7 @@ from psycopg import sql
 from migration_pipeline.core import ddl
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import MigrationError
+from migration_pipeline.core.reconcile import file_counts
 from migration_pipeline.core.rows import RowEncoder, copy_field
 from migration_pipeline.core.spec import Batch, ManifestEntry, ReadContext, StoreSpec, TableSpec, Unit
 
@@ -370,8 +371,12 @@ def finish_staging(
             done.result()
     with connect(database_url) as conn:
         conn.execute(
-            "UPDATE migration.staging SET status = 'staged', staged_at = now(), run_id = %s WHERE store = %s",
-            (run_id, spec.name),
+            """UPDATE migration.staging SET status = 'staged', staged_at = now(), run_id = %s,
+                 (files_mapped, files_unmapped) = (
+                   SELECT count(*) FILTER (WHERE status = 'mapped'), count(*) FILTER (WHERE status = 'unmapped')
+                   FROM migration.source_manifest WHERE store = %s AND plan_id = %s)
+               WHERE store = %s""",
+            (run_id, spec.name, plan_id, spec.name),
         )
         conn.commit()
     seconds["sql_foreign_keys"] = time.perf_counter() - started
@@ -430,9 +435,7 @@ def summarize(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: s
     quarantined: dict[str, int] = dict(conn.execute(
         "SELECT reason, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1",
         (spec.name, plan_id)).fetchall())
-    manifest: dict[str, int] = dict(conn.execute(
-        "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
-        (spec.name, plan_id)).fetchall())
+    mapped, unmapped = file_counts(conn, spec.name, plan_id)
     staged = {
         t.name: conn.execute(
             sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(spec.staging_schema), sql.Identifier(t.name))
@@ -445,6 +448,7 @@ def summarize(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: s
     units = conn.execute("SELECT units_total FROM migration.staging WHERE store = %s", (spec.name,)).fetchone()[0]  # type: ignore[index]
     return StageSummary(
         store=spec.name, plan_id=plan_id, run_id=run_id, resumed_units=0, units=units,
-        files_mapped=manifest.get("mapped", 0), files_unmapped=manifest.get("unmapped", 0),
+        files_mapped=mapped, files_unmapped=unmapped,
         seen={k: int(v) for k, v in seen.items()}, staged=staged, quarantined=quarantined, flagged=flagged,
     )
+
