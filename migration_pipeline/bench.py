@@ -264,7 +264,7 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
         warm = time.perf_counter() - warm_started
         floor_times = _in_child(floor, url, root / "wallet" / "storage" / "wallets", workers)
         os.environ.update({"DATABASE_URL": url, "MIGRATION_SOURCE_ROOT": str(root.resolve()),
-                           "ENCRYPTION_SECRET": SECRET,
+                           "ENCRYPTION_SECRET": SECRET, "MIGRATION_WORKERS": str(workers),
                            "MIGRATION_REPORT_DIR": str((Path(".bench") / "reports").resolve())})
         job = defs.resolve_job_def(job_name("wallet"))
         with PeakRss() as rss, DagsterInstance.ephemeral() as instance:
@@ -297,7 +297,7 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
     floor_best = min(floor_times["total"], floor_after["total"])
     rows = [
         ("page-cache warm-up (read every file once, not counted)", warm),
-        ("floor: read+parse+verify+COPY every field (2 procs), before the run", floor_times["total"]),
+        (f"floor: read+parse+verify+COPY every field ({workers} procs), before the run", floor_times["total"]),
         ("floor: the same, after the run", floor_after["total"]),
         ("  of which COPY (parent)", floor_after["copy"]),
         ("floor as the issue states it, phase after phase:", phases["total"]),
@@ -308,7 +308,7 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
         ("full: backup (tar + SHA-256 manifest, verified; once per store)", steps.get("wallet__backup", 0.0)),
         ("full: stage (read, parse, verify, COPY, SQL rules, indexes)", steps.get("wallet__staged", 0.0)),
         ("  of which discover (list and sort the files)", stage_parts.get("discover", 0.0)),
-        ("  of which read+parse+verify+COPY (2 worker procs)", stage_parts.get("read_and_copy", 0.0)),
+        (f"  of which read+parse+verify+COPY ({workers} worker procs)", stage_parts.get("read_and_copy", 0.0)),
         ("  of which SQL: dedupe, CHECKs, derived tables, keys, indexes", stage_parts.get("finish_sql", 0.0)),
         ("    integrity rules and keys (1 transaction)", stage_parts.get("sql_integrity", 0.0)),
         ("    derived tables, indexes, ANALYZE (2 connections)", stage_parts.get("sql_tables", 0.0)),

@@ -59,6 +59,7 @@ def _load_env_file(path: str | None) -> None:
 def prepare(args: argparse.Namespace) -> Environment:
     """Resolve settings (flags, then environment, then defaults), check them, export them for Dagster."""
     from migration_pipeline.core.database import connect
+    from migration_pipeline.resources import workers_from_env
 
     _load_env_file(getattr(args, "env_file", None))
     url = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL") or start_embedded_server()
@@ -67,6 +68,7 @@ def prepare(args: argparse.Namespace) -> Environment:
     root = Path(getattr(args, "source_root", None) or os.environ.get("MIGRATION_SOURCE_ROOT") or "data_samples")
     if not root.is_dir():
         raise ConfigurationError(f"source root {root} does not exist: pass --source-root or set MIGRATION_SOURCE_ROOT")
+    workers_from_env()  # a bad value is said now, not by the first step that starts workers
     reports = Path(os.environ.get("MIGRATION_REPORT_DIR") or "reports")
     home = Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -231,9 +233,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from migration_pipeline.bench import run_benchmark
+    from migration_pipeline.resources import workers_from_env
 
     env = prepare(args)
-    return run_benchmark(env.database_url, users=args.users, workers=args.workers, keep=args.keep,
+    workers = args.workers or workers_from_env()
+    return run_benchmark(env.database_url, users=args.users, workers=workers, keep=args.keep,
                          sync_changes=args.sync_changes, metagauge_users=args.metagauge_users)
 
 
@@ -266,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="generate a wallet store, migrate it, compare with a plain floor script")
     common(bench)
     bench.add_argument("--users", type=int, default=10000)
-    bench.add_argument("--workers", type=int, default=2)
+    bench.add_argument("--workers", type=int, default=None,
+                       help="processes for the floors and the pipeline (default: MIGRATION_WORKERS, else 2)")
     bench.add_argument("--keep", action="store_true", help="keep the generated store under .bench/")
     bench.add_argument("--sync-changes", type=int, default=0,
                        help="then change this many files and time an incremental sync of them")

@@ -277,10 +277,14 @@ def test_two_concurrent_runs_promote_once(database_url: str, tmp_path: Path) -> 
 # --- clear errors ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["missing_secret", "unreachable_database", "missing_source_root"])
+@pytest.mark.parametrize("case", ["missing_secret", "unreachable_database", "missing_source_root", "bad_workers"])
 def test_configuration_errors_are_one_line(case: str, database_url: str, tmp_path: Path) -> None:
     env = _env(tmp_path)
-    if case == "missing_secret":
+    if case == "bad_workers":
+        args = _args(database_url, SAMPLES)
+        env["MIGRATION_WORKERS"] = "two"
+        expected = "error: MIGRATION_WORKERS is 'two': set it to a whole number of processes"
+    elif case == "missing_secret":
         args = _args(database_url, SAMPLES, env_file=False)
         expected = "error: ENCRYPTION_SECRET is not set"
     elif case == "unreachable_database":

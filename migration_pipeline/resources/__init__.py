@@ -13,6 +13,14 @@ from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import ConfigurationError, StoreBusyError
 
 
+def workers_from_env() -> int:
+    """MIGRATION_WORKERS, else 2 (the machine this was built on has two cores)."""
+    value = os.environ.get("MIGRATION_WORKERS") or "2"
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigurationError(f"MIGRATION_WORKERS is {value!r}: set it to a whole number of processes (1 or more)")
+    return int(value)
+
+
 class MigrationResource(ConfigurableResource):  # type: ignore[misc]
     """Settings of a migration run, given by environment variables (see README, Configuration)."""
 
@@ -20,7 +28,7 @@ class MigrationResource(ConfigurableResource):  # type: ignore[misc]
     source_root: str = "data_samples"
     report_dir: str = "reports"
     backup_dir: str = "backups"
-    workers: int = 2
+    workers: int | None = None  # worker processes per store; None: MIGRATION_WORKERS, else 2
     encryption_secret_env: str = "ENCRYPTION_SECRET"
 
     _locks: dict[str, psycopg.Connection] = PrivateAttr(default_factory=dict)
@@ -39,6 +47,10 @@ class MigrationResource(ConfigurableResource):  # type: ignore[misc]
                 f"{self.encryption_secret_env} is not set: the wallet keys cannot be verified; export it (the "
                 "samples' value is in data_samples/sample.env)")
         return value or None
+
+    def worker_count(self) -> int:
+        """Processes that read a store (and write its backup) side by side: one per core is what pays."""
+        return self.workers if self.workers is not None else workers_from_env()
 
     def connect(self) -> psycopg.Connection:
         return connect(self.database_url)

@@ -120,7 +120,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
             if existing:
                 return MaterializeResult(metadata={"archive": MetadataValue.path(existing[0]),
                                                    "sha256": existing[1], "written_now": False})
-            made = write_backup(migration.root() / spec.folder, Path(migration.backup_dir), spec.name, migration.workers)
+            made = write_backup(migration.root() / spec.folder, Path(migration.backup_dir), spec.name, migration.worker_count())
             record_backup(conn, spec.name, made)
         return MaterializeResult(metadata={"archive": MetadataValue.path(str(made.archive)), "sha256": made.sha256,
                                            "files": made.files, "bytes": made.bytes,
@@ -149,13 +149,13 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
                 changes = detect_changes(conn, spec, migration.root())
         if changes is not None:
             synced = sync_store(migration.database_url, spec, migration.root(), changes, context.run_id, secret,
-                                workers=migration.workers)
+                                workers=migration.worker_count())
             metadata = _counts_metadata(synced.stage)
             metadata.update({"mode": "incremental", "changes": changes.describe(), "files_read": synced.files_read,
                              "rows_carried": synced.rows_carried, "soft_deleted": synced.soft_deleted})
             return MaterializeResult(metadata=metadata)
         summary = stage_store(migration.database_url, spec, migration.root(), context.run_id, secret,
-                              workers=migration.workers)
+                              workers=migration.worker_count())
         with migration.connect() as conn:
             if get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
                 set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id)
@@ -248,7 +248,7 @@ def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey
         wanted = {int(k) for k in context.partition_keys}
         migration.hold_store_lock(spec.name, context.run_id)
         summary = stage_store(migration.database_url, spec, migration.root(), context.run_id,
-                              migration.secret(required=spec.needs_secret), workers=migration.workers, shards=wanted)
+                              migration.secret(required=spec.needs_secret), workers=migration.worker_count(), shards=wanted)
         with migration.connect() as conn:
             if get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
                 set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id,
