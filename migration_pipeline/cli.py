@@ -182,6 +182,43 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backups(args: argparse.Namespace) -> int:
+    env = prepare(args)
+    from migration_pipeline.core.backup import prune_expired, recorded_backups, verify_archive
+    from migration_pipeline.core.database import connect
+    from migration_pipeline.core.schema import apply_migrations
+    from migration_pipeline.summary import backup_table
+
+    failed = 0
+    with connect(env.database_url) as conn:
+        apply_migrations(conn)
+        if args.prune:
+            for gone in prune_expired(conn):
+                print(f"pruned {gone.store} backup of {gone.created_at:%Y-%m-%d %H:%M} (kept until "
+                      f"{gone.keep_until:%Y-%m-%d}): {gone.archive}")
+        backups = recorded_backups(conn)
+    verdicts: dict[Path, str] = {}
+    if args.verify:
+        for backup in (b for b in backups if b.pruned_at is None):
+            if not backup.archive.is_file() or not backup.manifest.is_file():
+                verdicts[backup.archive] = "MISSING"
+            elif _file_sha256(backup.archive) != backup.sha256:
+                verdicts[backup.archive] = "FAILS: the archive's SHA-256 is not the recorded one"
+            else:
+                bad = verify_archive(backup.archive, backup.manifest)
+                verdicts[backup.archive] = "verified" if bad is None else f"FAILS at {bad}"
+            failed += verdicts[backup.archive] != "verified"
+    print(backup_table(backups, verdicts))
+    return 1 if failed else 0
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def _store_arg(name: str):  # type: ignore[no-untyped-def]
     from migration_pipeline.stores.registry import get_store
 
@@ -282,6 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="phase, last run and last report of every store")
     common(status)
     status.set_defaults(func=cmd_status)
+
+    backups = sub.add_parser("backups", help="every store's backups; verify them again, prune the expired")
+    common(backups)
+    backups.add_argument("--verify", action="store_true",
+                         help="re-read every kept archive and check each file against its manifest (exit 1 if one fails)")
+    backups.add_argument("--prune", action="store_true",
+                         help="delete archives past their keep_until (30 days), never a store's newest")
+    backups.set_defaults(func=cmd_backups)
 
     cut = sub.add_parser("cutover", help="mark a promoted, validated store as cut over")
     common(cut)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from migration_pipeline.core.backup import RecordedBackup
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.promote import failed_checks, get_phase
 from migration_pipeline.core.reconcile import current_plan, file_counts, table_counts
@@ -81,3 +83,17 @@ def print_status(database_url: str) -> None:
             rows.append([spec.name, phase.phase, phase.run_id or "-", str(phase.changed_at or "-")[:19],
                          phase.approved_by or "-", phase.report_path or "-"])
     print(_table(["store", "phase", "last run", "changed", "approved by", "last report"], rows))
+
+
+def backup_table(backups: list[RecordedBackup], verdicts: dict[Path, str]) -> str:
+    """The backups as a table; `verdicts` (archive -> outcome of a verification) adds a column."""
+    if not backups:
+        return "no backup recorded yet: the first run of a store writes one"
+    rows = []
+    for b in backups:
+        state = f"pruned {b.pruned_at:%Y-%m-%d}" if b.pruned_at else ("kept" if b.archive.is_file() else "MISSING")
+        row = [b.store, f"{b.created_at:%Y-%m-%d %H:%M}", f"{b.keep_until:%Y-%m-%d}", b.files, f"{b.bytes / 2**20:.1f}",
+               state, str(b.archive)]
+        rows.append(row + [verdicts.get(b.archive, "-")] if verdicts else row)
+    headers = ["store", "written", "keep until", "files", "MiB", "state", "archive"]
+    return _table(headers + (["verification"] if verdicts else []), rows)

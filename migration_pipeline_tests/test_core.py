@@ -3,6 +3,7 @@ the generic integrity rules and timestamps."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -241,6 +242,89 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     frame = bytearray(backup._compress(bytes(blocks)))
     frame[len(frame) // 2] ^= 0x01
     assert verify_frame(bytes(frame)) == "the compressed chunk that starts with a/b/f00.json"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_that_cannot_be_read_fails_the_backup_in_one_line(tmp_path: Path, workers: int,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from migration_pipeline.core import backup
+    from migration_pipeline.core.errors import MigrationError
+
+    store = tmp_path / "store"
+    store.mkdir()
+    for i in range(8):
+        (store / f"f{i}.json").write_bytes(b"{}")
+    (store / "f5.json").unlink()
+    (store / "f5.json").symlink_to(store / "gone.json")  # listed, then unreadable: as if it vanished
+    monkeypatch.setattr(backup, "CHUNK_FILES", 3)  # with 2 workers: the error crosses the process pool
+    with pytest.raises(MigrationError) as failed:
+        backup.write_backup(store, tmp_path / "out", "demo", workers=workers)
+    assert str(failed.value) == (
+        "backup: f5.json cannot be read (No such file or directory) and a backup must hold every file: restore or "
+        "remove it (or stop the application's writes if the store is changing), then re-run")
+    assert list((tmp_path / "out").iterdir()) == []  # nothing half-written is left behind
+
+
+def test_a_kept_backup_is_verified_again_and_expired_ones_are_pruned(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`migration-pipeline backups --verify` re-reads every kept archive against its manifest; `--prune`
+    deletes the archives past keep_until except each store's newest, and keeps their rows."""
+    from migration_pipeline import cli
+    from migration_pipeline.core import backup
+    from migration_pipeline.core.database import connect
+
+    store = tmp_path / "store"
+    store.mkdir()
+    for i in range(5):
+        (store / f"f{i}.json").write_bytes(b'{"i": %d}' % i)
+    out = tmp_path / "backups"
+    made = [backup.write_backup(store, out, "wallet", workers=1) for _ in range(3)]
+    assert backup.verify_archive(made[0].archive, made[0].manifest) is None
+    with connect(database_url) as conn:
+        for b in made:
+            backup.record_backup(conn, "wallet", b)
+        # The two older backups are past their 30 days (the newest is too, but a store always keeps one);
+        # ages are set apart so that "newest" is well defined.
+        for days, b in zip((40, 35, 31), made, strict=True):
+            conn.execute("UPDATE migration.backups SET created_at = now() - make_interval(days => %s),"
+                         " keep_until = now() - make_interval(days => %s - 30) WHERE archive_path = %s",
+                         (days, days, str(b.archive)))
+        conn.commit()
+
+    argv = ["backups", "--database-url", database_url, "--verify"]
+    assert cli.main(argv) == 0
+    listed = capsys.readouterr().out
+    assert [line.rsplit("  ", 1)[-1] for line in listed.splitlines()[2:]] == ["verified"] * 3
+
+    # A changed byte in the newest archive: its recorded SHA-256 no longer matches and the command fails.
+    raw = bytearray(made[2].archive.read_bytes())
+    raw[-5] ^= 0x01
+    made[2].archive.write_bytes(bytes(raw))
+    assert cli.main(argv) == 1
+    assert "FAILS: the archive's SHA-256 is not the recorded one" in capsys.readouterr().out
+    # The same archive rewritten as a valid one whose f3.json changed: found member by member.
+    altered = tmp_path / "altered.tar"
+    with backup.open_archive(made[0].archive) as tar, backup.tarfile.open(altered, "w") as copy:
+        for member in tar:
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            copy.addfile(member, io.BytesIO(data.replace(b"3", b"4")))
+    made[2].archive.write_bytes(backup._compress(altered.read_bytes()))
+    assert backup.verify_archive(made[2].archive, made[2].manifest) == "f3.json"
+    made[2].archive.write_bytes(made[0].archive.read_bytes()[:-40])  # truncated: its frame checksum is cut off
+    assert backup.verify_archive(made[2].archive, made[2].manifest) in {
+        f"{name} (the archive is damaged from there on)" for name in ("f0.json", "f1.json", "f2.json", "f3.json",
+                                                                     "f4.json", "its end")}
+
+    assert cli.main(["backups", "--database-url", database_url, "--prune"]) == 0
+    assert capsys.readouterr().out.count("pruned wallet backup") == 2
+    assert [(b.archive.exists(), b.manifest.exists()) for b in made] == [(False, False), (False, False), (True, True)]
+    with connect(database_url) as conn:
+        rows = conn.execute("SELECT archive_path, pruned_at IS NOT NULL FROM migration.backups ORDER BY created_at"
+                            ).fetchall()
+        assert rows == [(str(made[0].archive), True), (str(made[1].archive), True), (str(made[2].archive), False)]
+        assert backup.latest_backup(conn, "wallet") == (str(made[2].archive), made[2].sha256)
+    assert backup.prune_expired(connect(database_url)) == []  # nothing left to prune
 
 
 @pytest.mark.parametrize(

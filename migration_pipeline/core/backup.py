@@ -26,10 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
 import zstandard
+from psycopg import sql
 
 from migration_pipeline.core.errors import MigrationError
 from migration_pipeline.core.manifest import read_whole, walk_files
@@ -88,7 +89,12 @@ def _archive_chunk(store_dir: str, relatives: list[str]) -> tuple[bytes, str, in
     lines = []
     total = 0
     for relative in relatives:
-        data, stat = read_whole(os.path.join(store_dir, relative))
+        try:
+            data, stat = read_whole(f"{store_dir}/{relative}")
+        except OSError as exc:  # vanished since it was listed, a dangling link, no permission
+            raise MigrationError(
+                f"backup: {relative} cannot be read ({exc.strerror}) and a backup must hold every file: restore or "
+                "remove it (or stop the application's writes if the store is changing), then re-run") from None
         lines.append(f"{hashlib.sha256(data).hexdigest()}  {relative}\n")
         total += len(data)
         parts += (member_header(relative, len(data), int(stat.st_mtime), stat.st_mode), data,
@@ -190,28 +196,33 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
         chunks: list[_Chunk] = []
         digest = hashlib.sha256()
         total = 0
-        with open(archive, "wb") as out, open(manifest_path, "wb") as manifest:
-            jobs = ((str(store_dir), chunk) for chunk in _chunks(paths))
-            for blocks, lines, size in _in_order(pool, _archive_chunk, jobs):
-                encoded = lines.encode("utf-8")
-                chunks.append(_Chunk(out.tell(), out.tell() + len(blocks),
-                                     manifest.tell(), manifest.tell() + len(encoded)))
-                out.write(blocks)
-                digest.update(blocks)
-                manifest.write(encoded)
-                total += size
-            end = _compress(_END_OF_ARCHIVE)
-            out.write(end)
-            digest.update(end)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with open(archive, "wb") as out, open(manifest_path, "wb") as manifest:
+                jobs = ((str(store_dir), chunk) for chunk in _chunks(paths))
+                for blocks, lines, size in _in_order(pool, _archive_chunk, jobs):
+                    encoded = lines.encode("utf-8")
+                    chunks.append(_Chunk(out.tell(), out.tell() + len(blocks),
+                                         manifest.tell(), manifest.tell() + len(encoded)))
+                    out.write(blocks)
+                    digest.update(blocks)
+                    manifest.write(encoded)
+                    total += size
+                end = _compress(_END_OF_ARCHIVE)
+                out.write(end)
+                digest.update(end)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:  # no half-written archive is left to be mistaken for a backup
+            archive.unlink(missing_ok=True)
+            manifest_path.unlink(missing_ok=True)
+            raise
         checks = ((str(archive), str(manifest_path), chunk) for chunk in chunks)
         for bad in _in_order(pool, _verify_chunk, checks):
             if bad is not None:
                 raise MigrationError(f"backup {archive} does not verify at {bad}; check the disk and re-run")
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
     return Backup(archive.resolve(), digest.hexdigest(), len(paths), total, manifest_path.resolve())
 
 
@@ -244,6 +255,67 @@ def record_backup(conn: psycopg.Connection, store: str, backup: Backup) -> None:
 
 def latest_backup(conn: psycopg.Connection, store: str) -> tuple[str, str] | None:
     row = conn.execute(
-        "SELECT archive_path, sha256 FROM migration.backups WHERE store = %s ORDER BY created_at DESC LIMIT 1",
-        (store,)).fetchone()
+        "SELECT archive_path, sha256 FROM migration.backups WHERE store = %s AND pruned_at IS NULL"
+        " ORDER BY created_at DESC LIMIT 1", (store,)).fetchone()
     return (row[0], row[1]) if row and Path(row[0]).is_file() else None
+
+
+def verify_archive(archive: Path, manifest: Path) -> str | None:
+    """Read a whole backup archive again and compare its members, in order, with its manifest (a backup
+    checked later: bit rot, a copy moved elsewhere); the first member that differs or is missing, or None."""
+    expected = iter(manifest.read_text(encoding="utf-8").splitlines())
+    reading = None  # the manifest line of the member being read
+    try:
+        with open_archive(archive) as tar:
+            for member in tar:
+                reading = next(expected, "  ")
+                digest, _, listed = reading.partition("  ")
+                extracted = tar.extractfile(member)
+                content = extracted.read() if extracted is not None else b""
+                if member.name != listed or hashlib.sha256(content).hexdigest() != digest:
+                    return member.name
+                reading = None
+    except (zstandard.ZstdError, tarfile.TarError, EOFError):
+        damaged = (reading or next(expected, "  ")).partition("  ")[2] or "its end"
+        return f"{damaged} (the archive is damaged from there on)"
+    missing = next(expected, None)
+    return missing.partition("  ")[2] if missing else None
+
+
+@dataclass(frozen=True)
+class RecordedBackup:
+    store: str
+    archive: Path
+    manifest: Path
+    sha256: str
+    files: int
+    bytes: int
+    created_at: datetime
+    keep_until: datetime
+    pruned_at: datetime | None
+
+
+def recorded_backups(conn: psycopg.Connection) -> list[RecordedBackup]:
+    """Every backup ever written, per store newest first."""
+    return _backups(conn, "ORDER BY store, created_at DESC")
+
+
+def prune_expired(conn: psycopg.Connection) -> list[RecordedBackup]:
+    """Delete the archive and manifest of every backup past its keep_until, except each store's newest (a
+    store always keeps one); their rows stay, marked pruned. Returns what was pruned."""
+    expired = _backups(conn, """WHERE pruned_at IS NULL AND keep_until < now()
+        AND created_at < (SELECT max(created_at) FROM migration.backups n WHERE n.store = b.store)
+        ORDER BY store, created_at""")
+    for backup in expired:
+        backup.archive.unlink(missing_ok=True)
+        backup.manifest.unlink(missing_ok=True)
+        conn.execute("UPDATE migration.backups SET pruned_at = now() WHERE store = %s AND archive_path = %s",
+                     (backup.store, str(backup.archive)))
+        conn.commit()  # one at a time: a row says pruned once its files are gone
+    return expired
+
+
+def _backups(conn: psycopg.Connection, where_and_order: LiteralString) -> list[RecordedBackup]:
+    query = sql.SQL("SELECT store, archive_path, manifest_path, sha256, files, bytes, created_at, keep_until, pruned_at"
+                    " FROM migration.backups b ") + sql.SQL(where_and_order)
+    return [RecordedBackup(r[0], Path(r[1]), Path(r[2]), *r[3:]) for r in conn.execute(query)]
