@@ -520,3 +520,13 @@ def test_oversized_fid_and_unreadable_file_are_quarantined_not_fatal(database_ur
         rows = conn.execute("SELECT source_file, reason FROM migration.quarantine ORDER BY 1").fetchall()
     assert rows == [("storage/wallets/wallet_5_ethereum.json", "unreadable_file"),
                     ("storage/wallets/wallet_99999999999999999999_base-account.json", "invalid_fid")]
+
+
+@pytest.mark.parametrize("count", [0, 1, 65536, 65537, 140000])
+def test_the_fingerprint_is_the_hash_of_the_names_one_per_line(count: int) -> None:
+    """A crashed plan resumes only when the fingerprint is the same: fed in slices, it must stay the SHA-256
+    of every name joined by newlines (what earlier versions recorded)."""
+    from migration_pipeline.stores.wallet.store import _fingerprint
+
+    names = [f"wallet_{i}_ethereum.json" for i in range(count)]
+    assert _fingerprint(names) == hashlib.sha256("\n".join(names).encode()).hexdigest()

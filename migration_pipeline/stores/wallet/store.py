@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from array import array
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +77,8 @@ def discover(store_dir: Path) -> Discovery:
     for folder in folders:
         unmapped += (f"{WALLET_DIR}/{folder}/{path}" for path in walk_files(wallet_dir / folder))
     # A file's position in sorted name order is its wallet id; units hold files of one shard (fid mod SHARDS).
-    by_shard: list[list[tuple[int, str]]] = [[] for _ in range(SHARDS)]
+    ids: list[array[int]] = [array("q") for _ in range(SHARDS)]
+    files: list[list[str]] = [[] for _ in range(SHARDS)]
     position = 0
     for name in names:
         match = FILE_NAME.fullmatch(name)
@@ -83,14 +86,39 @@ def discover(store_dir: Path) -> Discovery:
             unmapped.append(f"{WALLET_DIR}/{name}")
             continue
         position += 1
-        by_shard[int(match.group(1)) % SHARDS].append((position, name))
+        shard = int(match.group(1)) % SHARDS
+        ids[shard].append(position)
+        files[shard].append(name)
     units = tuple(
-        Unit(number=shard * UNITS_PER_SHARD + i // UNIT_SIZE, payload=tuple(files[i : i + UNIT_SIZE]), shard=shard)
-        for shard, files in enumerate(by_shard)
-        for i in range(0, len(files), UNIT_SIZE)
+        Unit(number=shard * UNITS_PER_SHARD + i // UNIT_SIZE, shard=shard,
+             payload=WalletFiles(ids[shard][i : i + UNIT_SIZE], tuple(files[shard][i : i + UNIT_SIZE])))
+        for shard in range(SHARDS)
+        for i in range(0, len(files[shard]), UNIT_SIZE)
     )
-    fingerprint = hashlib.sha256("\n".join(names).encode()).hexdigest()
-    return Discovery(units=units, unmapped=tuple(sorted(unmapped)), fingerprint=fingerprint)
+    return Discovery(units=units, unmapped=tuple(sorted(unmapped)), fingerprint=_fingerprint(names))
+
+
+@dataclass(frozen=True)
+class WalletFiles:
+    """A unit's wallet files as (wallet id, file name) pairs, kept as an array and a tuple: a tuple and an
+    int object per file cost 84 bytes more, 170 MB at 2M files, and were discovery's peak memory."""
+
+    ids: array[int]
+    names: tuple[str, ...]
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        return zip(self.ids, self.names, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _fingerprint(names: list[str]) -> str:
+    """SHA-256 of the names joined by newlines, fed in slices (one joined copy of 2M names is 110 MB)."""
+    digest = hashlib.sha256()
+    for start in range(0, len(names), 65536):
+        digest.update(("\n" if start else "").encode() + "\n".join(names[start : start + 65536]).encode())
+    return digest.hexdigest()
 
 
 class _Reject(Exception):
@@ -223,9 +251,11 @@ def _key_of(path: str) -> tuple[int, str] | None:
 
 
 def _units_for(paths: Sequence[str], first_seq: int) -> tuple[Unit, ...]:
-    files = [(first_seq + i, p.rpartition("/")[2]) for i, p in enumerate(sorted(paths))]
-    return tuple(Unit(number=i // UNIT_SIZE, payload=tuple(files[i : i + UNIT_SIZE]))
-                 for i in range(0, len(files), UNIT_SIZE))
+    names = [p.rpartition("/")[2] for p in sorted(paths)]
+    return tuple(Unit(number=i // UNIT_SIZE, payload=WalletFiles(
+                     array("q", range(first_seq + i, first_seq + min(i + UNIT_SIZE, len(names)))),
+                     tuple(names[i : i + UNIT_SIZE])))
+                 for i in range(0, len(names), UNIT_SIZE))
 
 
 WALLET_SYNC = SyncRules(
