@@ -25,6 +25,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, LiteralString, TypeVar
 
@@ -33,7 +34,7 @@ import zstandard
 from psycopg import sql
 
 from migration_pipeline.core.errors import MigrationError
-from migration_pipeline.core.manifest import read_whole, walk_files
+from migration_pipeline.core.manifest import read_whole, walk_folders
 
 CHUNK_FILES = 5000
 _END_OF_ARCHIVE = bytes(2 * tarfile.BLOCKSIZE)
@@ -83,12 +84,13 @@ def member_header(relative: str, size: int, mtime: int, mode: int) -> bytes:
     return b"%s%06o\0 %s" % (head, sum(head) + _TAIL_SUM, _TAIL)
 
 
-def _archive_chunk(store_dir: str, relatives: list[str]) -> tuple[bytes, str, int]:
-    """Tar blocks (no end-of-archive marker) as one zstd frame, manifest lines and content bytes of some files."""
+def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]]) -> tuple[bytes, str, int]:
+    """Tar blocks (no end-of-archive marker) as one zstd frame, manifest lines and content bytes of some files,
+    given as (folder relative to `store_dir` with its trailing "/", names in it) segments."""
     parts: list[bytes] = []
     lines = []
     total = 0
-    for relative in relatives:
+    for relative in (prefix + name for prefix, names in segments for name in names):
         try:
             data, stat = read_whole(f"{store_dir}/{relative}")
         except OSError as exc:  # vanished since it was listed, a dangling link, no permission
@@ -175,10 +177,11 @@ def _in_order(pool: Executor | None, function: Callable[..., T], jobs: Iterable[
         yield future.result()
 
 
-def _chunks(paths: list[str]) -> Iterator[list[str]]:
-    it = iter(paths)
-    while chunk := list(itertools.islice(it, CHUNK_FILES)):
-        yield chunk
+def _chunks(folders: list[tuple[str, list[str]]]) -> Iterator[list[tuple[str, list[str]]]]:
+    """CHUNK_FILES files at a time, as (folder, names) segments: a chunk may span small folders."""
+    files = ((prefix, name) for prefix, names in folders for name in names)
+    while chunk := list(itertools.islice(files, CHUNK_FILES)):
+        yield [(prefix, [name for _, name in group]) for prefix, group in itertools.groupby(chunk, key=itemgetter(0))]
 
 
 def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2) -> Backup:
@@ -188,8 +191,9 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     archive = backup_dir / f"{store}-{stamp}.tar.zst"
     manifest_path = backup_dir / f"{store}-{stamp}.sha256"
-    paths = walk_files(store_dir)
-    parallel = workers > 1 and len(paths) > CHUNK_FILES
+    folders = walk_folders(store_dir)
+    files = sum(len(names) for _, names in folders)
+    parallel = workers > 1 and files > CHUNK_FILES
     # spawn: the parent may be a threaded Dagster process, where fork is unsafe.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if parallel else None
     try:
@@ -198,7 +202,7 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
         total = 0
         try:
             with open(archive, "wb") as out, open(manifest_path, "wb") as manifest:
-                jobs = ((str(store_dir), chunk) for chunk in _chunks(paths))
+                jobs = ((str(store_dir), chunk) for chunk in _chunks(folders))
                 for blocks, lines, size in _in_order(pool, _archive_chunk, jobs):
                     encoded = lines.encode("utf-8")
                     chunks.append(_Chunk(out.tell(), out.tell() + len(blocks),
@@ -223,7 +227,7 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    return Backup(archive.resolve(), digest.hexdigest(), len(paths), total, manifest_path.resolve())
+    return Backup(archive.resolve(), digest.hexdigest(), files, total, manifest_path.resolve())
 
 
 @contextmanager
