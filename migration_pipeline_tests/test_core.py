@@ -329,6 +329,13 @@ def test_a_kept_backup_is_verified_again_and_expired_ones_are_pruned(
         assert backup.latest_backup(conn, "wallet") == (str(made[2].archive), made[2].sha256)
     assert backup.prune_expired(connect(database_url)) == []  # nothing left to prune
 
+    # An archive from before backups were compressed (a plain tar) still verifies.
+    plain = tmp_path / "plain.tar"
+    with backup.tarfile.open(plain, "w") as tar:
+        for i in range(5):
+            tar.add(store / f"f{i}.json", arcname=f"f{i}.json")
+    assert backup.verify_archive(plain, made[2].manifest) is None
+
 
 @pytest.mark.parametrize(
     ("name", "size", "mtime"),

@@ -38,7 +38,7 @@ from migration_pipeline.core.manifest import read_whole, walk_folders
 
 CHUNK_FILES = 5000
 _END_OF_ARCHIVE = bytes(2 * tarfile.BLOCKSIZE)
-ZSTD_LEVEL = 1  # 7x smaller than the tar at a quarter of the cost of building its blocks
+ZSTD_LEVEL = 1  # 7x smaller than the tar, for an eighth of the time it takes to build its blocks
 T = TypeVar("T")
 
 
@@ -230,13 +230,23 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
     return Backup(archive.resolve(), digest.hexdigest(), files, total, manifest_path.resolve())
 
 
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
 @contextmanager
 def open_archive(path: Path) -> Iterator[tarfile.TarFile]:
-    """A backup archive as a streaming `tarfile` (members in order; `extractfile` before moving on)."""
-    with open(path, "rb") as raw, \
-            zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream, \
-            tarfile.open(fileobj=stream, mode="r|") as tar:
-        yield tar
+    """A backup archive as a streaming `tarfile` (members in order; `extractfile` before moving on). An
+    archive written before backups were compressed is a plain tar, and is read as one."""
+    with open(path, "rb") as raw:
+        if raw.read(4) != _ZSTD_MAGIC:
+            raw.seek(0)
+            with tarfile.open(fileobj=raw, mode="r|") as tar:
+                yield tar
+            return
+        raw.seek(0)
+        with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream, \
+                tarfile.open(fileobj=stream, mode="r|") as tar:
+            yield tar
 
 
 def read_manifest(path: Path) -> dict[str, str]:
