@@ -451,4 +451,3 @@ def summarize(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: s
         files_mapped=mapped, files_unmapped=unmapped,
         seen={k: int(v) for k, v in seen.items()}, staged=staged, quarantined=quarantined, flagged=flagged,
     )
-
