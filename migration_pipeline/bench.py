@@ -305,7 +305,7 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
         ("  COPY every field (1 connection)", phases["copy"]),
         (f"  verify every key ({workers} procs)", phases["verify"]),
         ("full: schema", steps.get("migration_schema", 0.0)),
-        ("full: backup (tar + SHA-256 manifest, verified; once per store)", steps.get("wallet__backup", 0.0)),
+        ("full: backup (zstd tar + SHA-256 manifest, verified; once per store)", steps.get("wallet__backup", 0.0)),
         ("full: stage (read, parse, verify, COPY, SQL rules, indexes)", steps.get("wallet__staged", 0.0)),
         ("  of which discover (list and sort the files)", stage_parts.get("discover", 0.0)),
         (f"  of which read+parse+verify+COPY ({workers} worker procs)", stage_parts.get("read_and_copy", 0.0)),
