@@ -284,8 +284,12 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
                     "ops": {"wallet__staged": {"config": {"incremental": True}}}})
                 sync_total = time.perf_counter() - t0
                 sync_steps = _step_seconds(instance, synced.run_id)
+                sync_parts = _stage_seconds(instance)
                 sync_rows = [
                     (f"sync: stage ({touched} changed files read, the rest carried)", sync_steps.get("wallet__staged", 0.0)),
+                    ("  of which carry the unchanged rows and bookkeeping (SQL)", sync_parts.get("carry", 0.0)),
+                    ("  of which read+parse+verify+COPY the changed files", sync_parts.get("read_and_copy", 0.0)),
+                    ("  of which SQL: finish a complete new version", sync_parts.get("finish_sql", 0.0)),
                     ("sync: gates", sync_steps.get("wallet_gates", 0.0)),
                     (f"sync: whole Dagster run ({'succeeded' if synced.success else 'FAILED'})", sync_total),
                 ]

@@ -4,6 +4,7 @@ the generic integrity rules and timestamps."""
 from __future__ import annotations
 
 import io
+import os
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -160,6 +161,26 @@ def test_keys_and_checks_of_clean_rows_are_built_before_any_search(database_url:
     assert moved == 0 and quarantined == (0,)
     assert built == [("wallets_address_check", "c"), ("wallets_check", "c"), ("wallets_iv_check", "c"),
                      ("wallets_pkey", "p")]
+
+
+def test_stat_files_lists_every_file_below_with_its_size_and_mtime(tmp_path: Path) -> None:
+    from migration_pipeline.core.manifest import stat_files, walk_files
+
+    for relative, data in {"top.json": b"{}", "a/b/c.json": b"[1]", "a/d e.txt": b"x" * 7}.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(data)
+    (tmp_path / "empty").mkdir()
+    os.utime(tmp_path / "top.json", ns=(1, 1_700_000_000_123_456_789))
+    # What walk_files lists, as the loaders record it: a link to a file through it, a dangling link as
+    # unreadable, a link to a folder not followed.
+    (tmp_path / "a" / "link.json").symlink_to(tmp_path / "top.json")
+    (tmp_path / "a" / "gone.json").symlink_to(tmp_path / "nowhere.json")
+    (tmp_path / "a" / "again").symlink_to(tmp_path / "a" / "b")
+    found = stat_files(tmp_path)
+    assert set(found) == set(walk_files(tmp_path)) == {"top.json", "a/b/c.json", "a/d e.txt", "a/link.json",
+                                                        "a/gone.json"}
+    assert found["top.json"] == found["a/link.json"] == (2, 1_700_000_000_123_456_789)
+    assert (found["a/b/c.json"][0], found["a/d e.txt"][0], found["a/gone.json"]) == (3, 7, (0, None))
 
 
 def test_read_whole_returns_every_byte_of_a_file_that_grew_or_reads_short(

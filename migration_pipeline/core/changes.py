@@ -20,7 +20,7 @@ class ChangeSet:
     changed: tuple[str, ...]
     deleted: tuple[str, ...]
     live_plan: str
-    current: dict[str, tuple[int, int]]  # every file now: (size, mtime_ns)
+    current: dict[str, tuple[int, int | None]]  # every file now: (size, mtime_ns; None if unreadable)
 
     @property
     def empty(self) -> bool:

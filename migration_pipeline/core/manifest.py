@@ -40,19 +40,27 @@ def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> Manif
     return ManifestEntry(relative_path, size, digest.hexdigest(), mapped, mtime_ns)
 
 
-def stat_files(store_dir: Path) -> dict[str, tuple[int, int]]:
-    """(size, mtime_ns) of every file below `store_dir`, read with stat only (no file is opened)."""
-    found: dict[str, tuple[int, int]] = {}
-    pending = [store_dir]
+def stat_files(store_dir: Path) -> dict[str, tuple[int, int | None]]:
+    """(size, mtime_ns) of every file below `store_dir`, read with stat only (no file is opened): the files
+    `walk_files` lists (folders are not followed through links, a link to a file is stat'ed through), and
+    (0, None) for one that cannot be stat'ed, as the loaders record an unreadable file. Paths are joined as
+    strings: a `Path` per file cost 10 µs, most of the change detection at 200k files."""
+    found: dict[str, tuple[int, int | None]] = {}
+    pending = [(str(store_dir), "")]  # a folder and its path relative to store_dir, with a trailing "/"
     while pending:
-        folder = pending.pop()
+        folder, prefix = pending.pop()
         with os.scandir(folder) as entries:
             for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                    found[Path(entry.path).relative_to(store_dir).as_posix()] = (st.st_size, st.st_mtime_ns)
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        pending.append((entry.path, f"{prefix}{entry.name}/"))
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError:  # a dangling link, or gone since it was listed
+                    found[prefix + entry.name] = (0, None)
+                else:
+                    found[prefix + entry.name] = (st.st_size, st.st_mtime_ns)
     return found
 
 
