@@ -113,3 +113,23 @@ def test_change_sensor_requests_an_incremental_run(database_url: str, tmp_path: 
     assert requests[0].run_config == {"ops": {"wallet__staged": {"config": {"incremental": True}}}}
     assert requests[0].tags["migration/changes"] == "0 added, 0 changed, 1 deleted"
     assert sensor.default_status.value == "STOPPED"
+
+
+def test_linked_files_are_not_changes(database_url: str, tmp_path: Path) -> None:
+    """A wallet file reached through a link is loaded like any other, and a dangling link is recorded as
+    unreadable; change detection sees neither as changed, so no sync soft-deletes a wallet that is there."""
+    root = tmp_path / "src"
+    generate_wallet_store(root, users=20, secret=SECRET, seed=5, quirk_rate=0.0)
+    wallets = root / "wallet" / WALLETS
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (wallets / "wallet_3_ethereum.json").rename(elsewhere / "wallet_3_ethereum.json")
+    (wallets / "wallet_3_ethereum.json").symlink_to(elsewhere / "wallet_3_ethereum.json")
+    (wallets / "wallet_99_ethereum.json").symlink_to(elsewhere / "gone.json")
+    _migrate_full(database_url, root, "full", tmp_path / "docs")
+    assert (3, "ethereum") in _live(database_url)
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT reason FROM migration.quarantine WHERE source_file = %s",
+                            (f"{WALLETS}/wallet_99_ethereum.json",)).fetchall() == [("unreadable_file",)]
+        changes = detect_changes(conn, WALLET_STORE, root)
+    assert changes is not None and changes.empty, changes.describe() if changes else None
