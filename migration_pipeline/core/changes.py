@@ -4,13 +4,15 @@ the live version was loaded. Only `stat` is used, so a store of millions of file
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from migration_pipeline.core.manifest import stat_files
+from migration_pipeline.core.manifest import iter_stats
 from migration_pipeline.core.promote import get_phase
+from migration_pipeline.core.rows import copy_field
 from migration_pipeline.core.spec import StoreSpec
 
 
@@ -20,7 +22,6 @@ class ChangeSet:
     changed: tuple[str, ...]
     deleted: tuple[str, ...]
     live_plan: str
-    current: dict[str, tuple[int, int | None]]  # every file now: (size, mtime_ns; None if unreadable)
 
     @property
     def empty(self) -> bool:
@@ -35,21 +36,35 @@ class ChangeSet:
         return f"{len(self.added)} added, {len(self.changed)} changed, {len(self.deleted)} deleted"
 
 
+_BATCH = 10_000
+
+
 def detect_changes(conn: psycopg.Connection, spec: StoreSpec, source_root: Path) -> ChangeSet | None:
-    """Changes against the manifest of the live version; None when the store has no live version."""
+    """Changes against the manifest of the live version; None when the store has no live version.
+
+    The files' stats are streamed into a temporary table and compared with the manifest in SQL: held in
+    Python, the two sides took 119 MiB at 200k files, over 1 GB at 2M (the sensor runs this every tick)."""
     phase = get_phase(conn, spec.name)
     if phase.phase not in ("promoted", "cut_over") or phase.plan_id is None:
         return None
-    recorded = {
-        path: (size, mtime)
-        for path, size, mtime in conn.execute(
-            "SELECT path, size_bytes, mtime_ns FROM migration.source_manifest WHERE store = %s AND plan_id = %s",
-            (spec.name, phase.plan_id),
-        )
-    }
-    store_dir = source_root / spec.folder
-    current = stat_files(store_dir) if store_dir.is_dir() else {}
-    added = tuple(sorted(p for p in current if p not in recorded))
-    deleted = tuple(sorted(p for p in recorded if p not in current))
-    changed = tuple(sorted(p for p, stat in current.items() if p in recorded and recorded[p] != stat))
-    return ChangeSet(added, changed, deleted, phase.plan_id, current)
+    conn.execute("DROP TABLE IF EXISTS pg_temp.current_files")
+    conn.execute("CREATE TEMP TABLE current_files (path text NOT NULL, size_bytes bigint NOT NULL, mtime_ns bigint)"
+                 " ON COMMIT DROP")
+    stats = iter_stats(source_root / spec.folder)
+    with conn.cursor().copy("COPY current_files (path, size_bytes, mtime_ns) FROM STDIN") as copy:
+        while batch := list(itertools.islice(stats, _BATCH)):
+            copy.write("".join(f"{copy_field(path)}\t{size}\t{copy_field(mtime)}\n" for path, size, mtime in batch))
+    found: dict[str, list[str]] = {"added": [], "changed": [], "deleted": []}
+    for path, kind in conn.execute(
+        """SELECT coalesce(c.path, m.path),
+                  CASE WHEN m.path IS NULL THEN 'added' WHEN c.path IS NULL THEN 'deleted' ELSE 'changed' END
+           FROM current_files c
+           FULL JOIN (SELECT path, size_bytes, mtime_ns FROM migration.source_manifest
+                      WHERE store = %s AND plan_id = %s) m ON m.path = c.path
+           WHERE m.path IS NULL OR c.path IS NULL
+              OR (c.size_bytes, c.mtime_ns) IS DISTINCT FROM (m.size_bytes, m.mtime_ns)""",
+        (spec.name, phase.plan_id),
+    ):
+        found[kind].append(path)
+    return ChangeSet(tuple(sorted(found["added"])), tuple(sorted(found["changed"])), tuple(sorted(found["deleted"])),
+                     phase.plan_id)

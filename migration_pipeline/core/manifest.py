@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from migration_pipeline.core.spec import ManifestEntry
@@ -41,27 +42,41 @@ def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> Manif
 
 
 def stat_files(store_dir: Path) -> dict[str, tuple[int, int | None]]:
-    """(size, mtime_ns) of every file below `store_dir`, read with stat only (no file is opened): the files
-    `walk_files` lists (folders are not followed through links, a link to a file is stat'ed through), and
-    (0, None) for one that cannot be stat'ed, as the loaders record an unreadable file. Paths are joined as
-    strings: a `Path` per file cost 10 µs, most of the change detection at 200k files."""
-    found: dict[str, tuple[int, int | None]] = {}
+    """(size, mtime_ns) of every file below `store_dir`, as a dict (see `iter_stats`)."""
+    return {path: (size, mtime) for path, size, mtime in iter_stats(store_dir)}
+
+
+def iter_stats(store_dir: Path) -> Iterator[tuple[str, int, int | None]]:
+    """(path, size, mtime_ns) of every file below `store_dir`, read with stat only (no file is opened), one
+    at a time: the files `walk_files` lists (folders are not followed through links, a link to a file is
+    stat'ed through), with (0, None) for one that cannot be stat'ed, as the loaders record an unreadable
+    file. Paths are joined as strings: a `Path` per file cost 10 µs."""
+    for path, entry in _entries(store_dir):
+        try:
+            st = entry.stat()
+        except OSError:  # a dangling link, or gone since it was listed
+            yield path, 0, None
+        else:
+            yield path, st.st_size, st.st_mtime_ns
+
+
+def iter_files(store_dir: Path) -> Iterator[str]:
+    """The paths `walk_files` lists, one at a time and unsorted (no stat, nothing held)."""
+    return (path for path, _ in _entries(store_dir))
+
+
+def _entries(store_dir: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    if not store_dir.is_dir():
+        return
     pending = [(str(store_dir), "")]  # a folder and its path relative to store_dir, with a trailing "/"
     while pending:
         folder, prefix = pending.pop()
         with os.scandir(folder) as entries:
             for entry in entries:
-                if entry.is_dir():
-                    if not entry.is_symlink():
-                        pending.append((entry.path, f"{prefix}{entry.name}/"))
-                    continue
-                try:
-                    st = entry.stat()
-                except OSError:  # a dangling link, or gone since it was listed
-                    found[prefix + entry.name] = (0, None)
-                else:
-                    found[prefix + entry.name] = (st.st_size, st.st_mtime_ns)
-    return found
+                if not entry.is_dir():
+                    yield prefix + entry.name, entry
+                elif not entry.is_symlink():
+                    pending.append((entry.path, f"{prefix}{entry.name}/"))
 
 
 def walk_files(store_dir: Path, skip: str | None = None) -> list[str]:

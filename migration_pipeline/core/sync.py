@@ -21,7 +21,7 @@ from migration_pipeline.core import ddl
 from migration_pipeline.core.changes import ChangeSet
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import MigrationError
-from migration_pipeline.core.manifest import describe_file
+from migration_pipeline.core.manifest import describe_file, iter_files
 from migration_pipeline.core.rows import sql_row_hash
 from migration_pipeline.core.spec import ReadContext, StoreSpec
 from migration_pipeline.core.stage import (
@@ -62,7 +62,7 @@ def sync_store(
     touched = set(changes.added) | set(changes.changed) | set(changes.deleted)
     touched_keys = {k for p in touched if (k := rules.key_of(p)) is not None}
     # Every current file holding one of the touched keys is read again (a key may have several files).
-    to_read = sorted(p for p in changes.current if (k := rules.key_of(p)) is not None and k in touched_keys)
+    to_read = sorted(p for p in iter_files(store_dir) if (k := rules.key_of(p)) is not None and k in touched_keys)
     reloaded_keys = {k for p in to_read if (k := rules.key_of(p)) is not None}
     deleted_keys = touched_keys - reloaded_keys
 
