@@ -163,8 +163,8 @@ def test_keys_and_checks_of_clean_rows_are_built_before_any_search(database_url:
                      ("wallets_pkey", "p")]
 
 
-def test_stat_files_lists_every_file_below_with_its_size_and_mtime(tmp_path: Path) -> None:
-    from migration_pipeline.core.manifest import stat_files, walk_files
+def test_iter_stats_lists_every_file_below_with_its_size_and_mtime(tmp_path: Path) -> None:
+    from migration_pipeline.core.manifest import iter_files, iter_stats, walk_files
 
     for relative, data in {"top.json": b"{}", "a/b/c.json": b"[1]", "a/d e.txt": b"x" * 7}.items():
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -176,9 +176,9 @@ def test_stat_files_lists_every_file_below_with_its_size_and_mtime(tmp_path: Pat
     (tmp_path / "a" / "link.json").symlink_to(tmp_path / "top.json")
     (tmp_path / "a" / "gone.json").symlink_to(tmp_path / "nowhere.json")
     (tmp_path / "a" / "again").symlink_to(tmp_path / "a" / "b")
-    found = stat_files(tmp_path)
-    assert set(found) == set(walk_files(tmp_path)) == {"top.json", "a/b/c.json", "a/d e.txt", "a/link.json",
-                                                        "a/gone.json"}
+    found = {path: (size, mtime) for path, size, mtime in iter_stats(tmp_path)}
+    listed = {"top.json", "a/b/c.json", "a/d e.txt", "a/link.json", "a/gone.json"}
+    assert set(found) == set(iter_files(tmp_path)) == set(walk_files(tmp_path)) == listed
     assert found["top.json"] == found["a/link.json"] == (2, 1_700_000_000_123_456_789)
     assert (found["a/b/c.json"][0], found["a/d e.txt"][0], found["a/gone.json"]) == (3, 7, (0, None))
 

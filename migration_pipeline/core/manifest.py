@@ -41,11 +41,6 @@ def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> Manif
     return ManifestEntry(relative_path, size, digest.hexdigest(), mapped, mtime_ns)
 
 
-def stat_files(store_dir: Path) -> dict[str, tuple[int, int | None]]:
-    """(size, mtime_ns) of every file below `store_dir`, as a dict (see `iter_stats`)."""
-    return {path: (size, mtime) for path, size, mtime in iter_stats(store_dir)}
-
-
 def iter_stats(store_dir: Path) -> Iterator[tuple[str, int, int | None]]:
     """(path, size, mtime_ns) of every file below `store_dir`, read with stat only (no file is opened), one
     at a time: the files `walk_files` lists (folders are not followed through links, a link to a file is
