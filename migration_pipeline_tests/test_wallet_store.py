@@ -449,6 +449,8 @@ def test_parallel_staging_of_a_generated_store(database_url: str, tmp_path: Path
     nested = generated.wallets_dir / "old" / "wallet_9_ethereum.json"  # a folder in the wallet folder
     nested.parent.mkdir()
     nested.write_bytes(b"{}")
+    # A link to a folder is not followed, as the backup and change detection do not follow it either.
+    (generated.wallets_dir / "linked").symlink_to(nested.parent)
     summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "par", secret, workers=2)
     assert summary.units == 16  # 6001 mapped files in 16 shards by fid, each shard under 2000 files
     assert summary.resumed_units == 0

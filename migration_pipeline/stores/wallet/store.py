@@ -69,7 +69,10 @@ def discover(store_dir: Path) -> Discovery:
     if wallet_dir.is_dir():
         with os.scandir(wallet_dir) as entries:
             for entry in entries:
-                (folders if entry.is_dir() else names).append(entry.name)
+                if not entry.is_dir():
+                    names.append(entry.name)
+                elif not entry.is_symlink():  # a linked folder is not followed, as by every other listing
+                    folders.append(entry.name)
     names.sort()
     unmapped = walk_files(store_dir, skip=WALLET_DIR)
     # Wallets are the wallet folder's own files; a folder inside it holds none, but its files are the
