@@ -134,14 +134,30 @@ def _members(blocks: bytes) -> Iterator[tuple[str, bytes]]:
         entry = _plain_entry(blocks[offset : offset + tarfile.BLOCKSIZE])
         if entry is None:
             with tarfile.open(fileobj=io.BytesIO(blocks[offset:]), mode="r|") as tar:
-                for member in tar:
-                    extracted = tar.extractfile(member)
-                    yield member.name, extracted.read() if extracted is not None else b""
+                yield from _tar_members(tar)
             return
         name, size = entry
         start = offset + tarfile.BLOCKSIZE
         yield name, blocks[start : start + size]
         offset = start + size + (-size % tarfile.BLOCKSIZE)
+
+
+def _tar_members(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
+    for member in tar:
+        extracted = tar.extractfile(member)
+        yield member.name, extracted.read() if extracted is not None else b""
+
+
+def _first_difference(members: Iterator[tuple[str, bytes]], lines: Iterator[str]) -> str | None:
+    """The first member whose name or SHA-256 is not its `sha256sum` line's, else the first listed file
+    the members lack, else None. A member is read before its line is taken: when reading it raises, the
+    next line names it."""
+    for name, content in members:
+        digest, _, listed = next(lines, "  ").partition("  ")
+        if name != listed or hashlib.sha256(content).hexdigest() != digest:
+            return name
+    missing = next(lines, None)
+    return missing.partition("  ")[2] if missing else None
 
 
 def _verify_chunk(archive: str, manifest: str, chunk: _Chunk) -> str | None:
@@ -153,14 +169,9 @@ def _verify_chunk(archive: str, manifest: str, chunk: _Chunk) -> str | None:
     except zstandard.ZstdError:
         return f"the compressed chunk that starts with {next(expected, '  ').partition('  ')[2]}"
     try:
-        for name, content in _members(data):
-            digest, _, listed = next(expected, "  ").partition("  ")
-            if name != listed or hashlib.sha256(content).hexdigest() != digest:
-                return name
+        return _first_difference(_members(data), expected)
     except tarfile.TarError:  # a header that no longer parses: the member it should have been is the bad one
         return next(expected, "  ").partition("  ")[2] or "the end of a chunk"
-    missing = next(expected, None)
-    return missing.partition("  ")[2] if missing else None
 
 
 def _in_order(pool: Executor | None, function: Callable[..., T], jobs: Iterable[tuple[Any, ...]]) -> Iterator[T]:
@@ -278,22 +289,12 @@ def verify_archive(archive: Path, manifest: Path) -> str | None:
     """Read a whole backup archive again and compare its members, in order, with its manifest (a backup
     checked later: bit rot, a copy moved elsewhere); the first member that differs or is missing, or None."""
     expected = iter(manifest.read_text(encoding="utf-8").splitlines())
-    reading = None  # the manifest line of the member being read
     try:
         with open_archive(archive) as tar:
-            for member in tar:
-                reading = next(expected, "  ")
-                digest, _, listed = reading.partition("  ")
-                extracted = tar.extractfile(member)
-                content = extracted.read() if extracted is not None else b""
-                if member.name != listed or hashlib.sha256(content).hexdigest() != digest:
-                    return member.name
-                reading = None
+            return _first_difference(_tar_members(tar), expected)
     except (zstandard.ZstdError, tarfile.TarError, EOFError):
-        damaged = (reading or next(expected, "  ")).partition("  ")[2] or "its end"
+        damaged = next(expected, "  ").partition("  ")[2] or "its end"
         return f"{damaged} (the archive is damaged from there on)"
-    missing = next(expected, None)
-    return missing.partition("  ")[2] if missing else None
 
 
 @dataclass(frozen=True)
