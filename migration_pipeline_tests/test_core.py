@@ -8,6 +8,7 @@ import os
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -181,6 +182,35 @@ def test_iter_stats_lists_every_file_below_with_its_size_and_mtime(tmp_path: Pat
     assert set(found) == set(iter_files(tmp_path)) == set(walk_files(tmp_path)) == listed
     assert found["top.json"] == found["a/link.json"] == (2, 1_700_000_000_123_456_789)
     assert (found["a/b/c.json"][0], found["a/d e.txt"][0], found["a/gone.json"]) == (3, 7, (0, None))
+
+
+def test_a_folder_that_cannot_be_listed_is_said_in_one_line_by_every_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.walk skips a folder it cannot list unless told otherwise: its files would be in no manifest
+    and no backup. Every listing (backup, discovery, change detection) stops with one line instead.
+    (Injected at os.scandir: the tests run as root, which no permission stops.)"""
+    from migration_pipeline.core import manifest
+    from migration_pipeline.core.errors import MigrationError
+    from migration_pipeline.stores.wallet.store import discover
+
+    (tmp_path / "storage" / "wallets" / "locked").mkdir(parents=True)
+    (tmp_path / "storage" / "wallets" / "locked" / "wallet_1_ethereum.json").write_bytes(b"{}")
+    (tmp_path / "top.json").write_bytes(b"{}")
+    real_scandir = os.scandir
+
+    def scandir(path: str | os.PathLike[str] = ".") -> Any:
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    expected = (f"cannot list the folder {tmp_path / 'storage' / 'wallets' / 'locked'} (Permission denied): every file"
+                " of a store must be read; fix its permissions (or remove it), then re-run")
+    for listing in (manifest.walk_folders, manifest.walk_files, lambda d: list(manifest.iter_stats(d)), discover):
+        with pytest.raises(MigrationError) as failed:
+            listing(tmp_path)
+        assert str(failed.value) == expected
 
 
 def test_read_whole_returns_every_byte_of_a_file_that_grew_or_reads_short(

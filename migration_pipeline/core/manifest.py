@@ -6,7 +6,9 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
+from migration_pipeline.core.errors import MigrationError
 from migration_pipeline.core.spec import ManifestEntry
 
 
@@ -66,7 +68,7 @@ def _entries(store_dir: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
     pending = [(str(store_dir), "")]  # a folder and its path relative to store_dir, with a trailing "/"
     while pending:
         folder, prefix = pending.pop()
-        with os.scandir(folder) as entries:
+        with scan_folder(folder) as entries:
             for entry in entries:
                 if not entry.is_dir():
                     yield prefix + entry.name, entry
@@ -78,7 +80,7 @@ def walk_files(store_dir: Path, skip: str | None = None) -> list[str]:
     """Every regular file below `store_dir` as sorted POSIX paths relative to it, not descending into
     the relative folder `skip` (a store's bulk folder, listed by the store itself)."""
     found: list[str] = []
-    for folder, dirs, files in os.walk(store_dir):
+    for folder, dirs, files in os.walk(store_dir, onerror=_unlistable):
         relative = Path(folder).relative_to(store_dir).as_posix()
         prefix = "" if relative == "." else relative + "/"
         if skip is not None:
@@ -92,10 +94,25 @@ def walk_folders(store_dir: Path) -> list[tuple[str, list[str]]]:
     `store_dir` with a trailing "/", "" for `store_dir` itself; its files' names, sorted). Names are not
     joined to their folder here: at 2M files in one folder the joined paths took 190 MB more."""
     found = []
-    for folder, dirs, files in os.walk(store_dir):
+    for folder, dirs, files in os.walk(store_dir, onerror=_unlistable):
         dirs.sort()
         if files:
             relative = Path(folder).relative_to(store_dir).as_posix()
             files.sort()
             found.append(("" if relative == "." else relative + "/", files))
     return found
+
+
+def _unlistable(error: OSError) -> NoReturn:
+    # os.walk skips a folder it cannot list unless told otherwise: its files would silently be in no
+    # manifest and no backup.
+    raise MigrationError(f"cannot list the folder {error.filename} ({error.strerror}): every file of a store must be "
+                         "read; fix its permissions (or remove it), then re-run") from None
+
+
+def scan_folder(folder: str | Path) -> os._ScandirIterator[str]:  # noqa: SLF001 - the type os.scandir returns
+    """`os.scandir`, with a folder that cannot be listed said in one line."""
+    try:
+        return os.scandir(folder)
+    except OSError as error:
+        _unlistable(error)

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_key
-from migration_pipeline.core.manifest import read_whole, walk_files
+from migration_pipeline.core.manifest import read_whole, scan_folder, walk_files
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -67,7 +67,7 @@ def discover(store_dir: Path) -> Discovery:
     names: list[str] = []
     folders: list[str] = []
     if wallet_dir.is_dir():
-        with os.scandir(wallet_dir) as entries:
+        with scan_folder(wallet_dir) as entries:
             for entry in entries:
                 if not entry.is_dir():
                     names.append(entry.name)
