@@ -263,6 +263,27 @@ def test_second_staging_run_without_changes_is_a_new_plan_with_the_same_rows(dat
                             (second.plan_id,)).fetchone() == (8,)
 
 
+def test_a_run_stopped_during_its_first_unit_resumes(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan and its unmapped files are committed before any unit: a run that dies while loading the
+    first unit leaves a plan with nothing loaded. The next run resumes it, listing the unmapped files once."""
+    from migration_pipeline.core import stage
+
+    def die(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(stage, "load_unit", die)
+        with pytest.raises(KeyboardInterrupt):
+            stage_store(database_url, WALLET_STORE, SAMPLES, "r1", SAMPLE_SECRET, workers=1)
+    with connect(database_url) as conn:
+        opened = conn.execute("SELECT plan_id, status FROM migration.staging WHERE store = 'wallet'").fetchone()
+    assert opened is not None and opened[1] == "loading"
+    resumed = stage_store(database_url, WALLET_STORE, SAMPLES, "r2", SAMPLE_SECRET, workers=1)
+    assert resumed.plan_id == opened[0]
+    assert (resumed.files_mapped, resumed.files_unmapped) == (24, 3 + len(_files_outside_wallet_dir()))
+    assert resumed.staged == {"wallets": 16, "users": 12, "wallet_metadata": 16, "wallet_audit_log": 16}
+
+
 TABLES = ("wallets", "users", "wallet_metadata", "wallet_audit_log")
 
 

@@ -69,8 +69,8 @@ def stage_store(
         timings["discover"] = time.perf_counter() - started
 
         with connect(database_url) as conn:
-            plan_id, done_units = _begin_plan(conn, spec, discovery.fingerprint, len(discovery.units), run_id)
-            if not done_units:
+            plan_id, done_units, new_plan = _begin_plan(conn, spec, discovery.fingerprint, len(discovery.units), run_id)
+            if new_plan:  # a resumed plan's unmapped files were recorded with it, before any unit
                 _record_unmapped(conn, spec, plan_id, store_dir, discovery.unmapped)
             conn.commit()
 
@@ -96,7 +96,8 @@ def stage_store(
 
 def _begin_plan(
     conn: psycopg.Connection, spec: StoreSpec, fingerprint: str, units_total: int, run_id: str
-) -> tuple[str, set[int]]:
+) -> tuple[str, set[int], bool]:
+    """(plan id, units already committed, whether the plan is new) of the plan this run loads."""
     # Serialises runs that start a plan at the same moment (e.g. shard runs of one backfill).
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('plan:' || %s))", (spec.name,))
     row = conn.execute(
@@ -112,7 +113,7 @@ def _begin_plan(
             )
         }
         conn.execute("UPDATE migration.staging SET run_id = %s WHERE store = %s", (run_id, spec.name))
-        return plan_id, done
+        return plan_id, done, False
 
     plan_id = uuid.uuid4().hex[:16]
     ddl.create_staging_tables(conn, spec, BOOKKEEPING)
@@ -125,7 +126,7 @@ def _begin_plan(
              started_at = now(), staged_at = NULL""",
         (spec.name, plan_id, fingerprint, run_id, units_total),
     )
-    return plan_id, set()
+    return plan_id, set(), True
 
 
 def discard_unkept_bookkeeping(conn: psycopg.Connection, spec: StoreSpec) -> None:
