@@ -133,3 +133,31 @@ def test_linked_files_are_not_changes(database_url: str, tmp_path: Path) -> None
                             (f"{WALLETS}/wallet_99_ethereum.json",)).fetchall() == [("unreadable_file",)]
         changes = detect_changes(conn, WALLET_STORE, root)
     assert changes is not None and changes.empty, changes.describe() if changes else None
+
+
+def test_a_sync_records_names_that_are_not_utf8(database_url: str, tmp_path: Path) -> None:
+    """A file whose name is not UTF-8, changed and another added during the parallel run: the sync finds
+    each on disk from its recorded (\\xNN) name and records its new size; a second detection sees no change."""
+    import os
+
+    root = tmp_path / "src"
+    generate_wallet_store(root, users=10, secret=SECRET, seed=5, quirk_rate=0.0)
+    changed = root / "wallet" / os.fsdecode(b"r\xe9sum\xe9.txt")
+    changed.write_bytes(b"v1")
+    _migrate_full(database_url, root, "full", tmp_path / "docs")
+    changed.write_bytes(b"version 2")
+    (root / "wallet" / WALLETS / os.fsdecode(b"copie-\xe0.json")).write_bytes(b"{}")
+    with connect(database_url) as conn:
+        changes = detect_changes(conn, WALLET_STORE, root)
+    assert changes is not None
+    assert (changes.added, changes.changed, changes.deleted) == ((f"{WALLETS}/copie-\\xe0.json",), ("r\\xe9sum\\xe9.txt",), ())
+
+    synced = sync_store(database_url, WALLET_STORE, root, changes, "sync", SECRET, workers=1)
+    with connect(database_url) as conn:
+        unmapped = conn.execute("SELECT path, size_bytes FROM migration.source_manifest WHERE plan_id = %s"
+                                " AND status = 'unmapped' ORDER BY path", (synced.stage.plan_id,)).fetchall()
+        assert all(o.passed for o in evaluate_gates(conn, database_url, WALLET_STORE, "sync", tmp_path / "docs2"))
+        promote(conn, WALLET_STORE, "sync", "test")
+        again = detect_changes(conn, WALLET_STORE, root)
+    assert [u for u in unmapped if "\\x" in u[0]] == [("r\\xe9sum\\xe9.txt", 9), (f"{WALLETS}/copie-\\xe0.json", 2)]
+    assert again is not None and again.empty, again.describe() if again else None

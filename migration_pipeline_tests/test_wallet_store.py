@@ -545,6 +545,41 @@ def test_oversized_fid_and_unreadable_file_are_quarantined_not_fatal(database_ur
                     ("storage/wallets/wallet_99999999999999999999_base-account.json", "invalid_fid")]
 
 
+def test_names_that_are_not_utf8_are_backed_up_as_bytes_and_recorded_escaped(database_url: str, tmp_path: Path) -> None:
+    """Linux names are bytes: a legacy app may have written Latin-1 ones. They were a UnicodeEncodeError
+    traceback in the backup (and in staging). Now the archive and its sha256sum-format manifest hold the
+    bytes, and the database holds the name as UTF-8 text with each odd byte as \\xNN."""
+    from migration_pipeline.core.backup import read_manifest, verify_archive, write_backup
+    from migration_pipeline.core.manifest import iter_stats
+
+    store = tmp_path / "src" / "wallet"
+    wallets = store / "storage" / "wallets"
+    wallets.mkdir(parents=True)
+    shutil.copy(WALLET_DIR / "wallet_1_ethereum.json", wallets / "wallet_1_ethereum.json")
+    (wallets / os.fsdecode(b"wallet_\xff_ethereum.json")).write_bytes(b"{}")
+    (store / os.fsdecode(b"notes-\xe9t\xe9.txt")).write_bytes(b"latin-1 name")
+    (wallets / "wallet_\u0663_ethereum.json").write_bytes(b"{}")  # an Arabic-Indic 3: valid UTF-8, not a fid
+
+    backup = write_backup(store, tmp_path / "backups", "wallet", workers=1)
+    assert backup.files == 4
+    assert sorted(os.fsencode(name) for name in read_manifest(backup.manifest)) == [
+        b"notes-\xe9t\xe9.txt", b"storage/wallets/wallet_1_ethereum.json",
+        "storage/wallets/wallet_\u0663_ethereum.json".encode(), b"storage/wallets/wallet_\xff_ethereum.json"]
+    assert verify_archive(backup.archive, backup.manifest) is None
+
+    summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "odd", SAMPLE_SECRET, workers=1)
+    assert (summary.files_mapped, summary.files_unmapped, summary.staged["wallets"]) == (1, 3, 1)
+    with connect(database_url) as conn:
+        manifest = conn.execute("SELECT path, status, size_bytes FROM migration.source_manifest ORDER BY path").fetchall()
+    sample_size = (WALLET_DIR / "wallet_1_ethereum.json").stat().st_size
+    assert manifest == [("notes-\\xe9t\\xe9.txt", "unmapped", 12),
+                        ("storage/wallets/wallet_1_ethereum.json", "mapped", sample_size),
+                        ("storage/wallets/wallet_\\xff_ethereum.json", "unmapped", 2),
+                        ("storage/wallets/wallet_\u0663_ethereum.json", "unmapped", 2)]
+    # Change detection lists the same names as the manifest: nothing looks added or deleted.
+    assert sorted(path for path, _, _ in iter_stats(store)) == [path for path, _, _ in manifest]
+
+
 @pytest.mark.parametrize("count", [0, 1, 65536, 65537, 140000])
 def test_the_fingerprint_is_the_hash_of_the_names_one_per_line(count: int) -> None:
     """A crashed plan resumes only when the fingerprint is the same: fed in slices, it must stay the SHA-256

@@ -31,8 +31,15 @@ def read_whole(path: str) -> tuple[bytes, os.stat_result]:
         os.close(fd)
 
 
+def recorded_path(path: str) -> str:
+    """A path as the database and reports hold it: valid UTF-8, each byte of a name that is not UTF-8
+    written as `\\xNN`. Linux names are bytes, and a legacy application may have written Latin-1 ones;
+    Python lists such a byte as a lone surrogate, which no UTF-8 text (nor PostgreSQL) accepts."""
+    return path if path.isascii() else os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> ManifestEntry:
-    """Hash a file in 1 MiB blocks (works for files of any size)."""
+    """Hash a file in 1 MiB blocks (works for files of any size); its entry holds its `recorded_path`."""
     digest = hashlib.sha256()
     size = 0
     with open(store_dir / relative_path, "rb") as handle:
@@ -40,21 +47,21 @@ def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> Manif
         while block := handle.read(1 << 20):
             digest.update(block)
             size += len(block)
-    return ManifestEntry(relative_path, size, digest.hexdigest(), mapped, mtime_ns)
+    return ManifestEntry(recorded_path(relative_path), size, digest.hexdigest(), mapped, mtime_ns)
 
 
 def iter_stats(store_dir: Path) -> Iterator[tuple[str, int, int | None]]:
-    """(path, size, mtime_ns) of every file below `store_dir`, read with stat only (no file is opened), one
-    at a time: the files `walk_files` lists (folders are not followed through links, a link to a file is
+    """(recorded path, size, mtime_ns) of every file below `store_dir`, read with stat only (no file is
+    opened), one at a time: the files `walk_files` lists (folders are not followed through links, a link to a file is
     stat'ed through), with (0, None) for one that cannot be stat'ed, as the loaders record an unreadable
     file. Paths are joined as strings: a `Path` per file cost 10 µs."""
     for path, entry in _entries(store_dir):
         try:
             st = entry.stat()
         except OSError:  # a dangling link, or gone since it was listed
-            yield path, 0, None
+            yield recorded_path(path), 0, None
         else:
-            yield path, st.st_size, st.st_mtime_ns
+            yield recorded_path(path), st.st_size, st.st_mtime_ns
 
 
 def iter_files(store_dir: Path) -> Iterator[str]:

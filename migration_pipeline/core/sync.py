@@ -21,7 +21,7 @@ from migration_pipeline.core import ddl
 from migration_pipeline.core.changes import ChangeSet
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import MigrationError
-from migration_pipeline.core.manifest import describe_file, iter_files
+from migration_pipeline.core.manifest import describe_file, iter_files, recorded_path
 from migration_pipeline.core.rows import sql_row_hash
 from migration_pipeline.core.spec import ReadContext, StoreSpec
 from migration_pipeline.core.stage import (
@@ -62,7 +62,14 @@ def sync_store(
     touched = set(changes.added) | set(changes.changed) | set(changes.deleted)
     touched_keys = {k for p in touched if (k := rules.key_of(p)) is not None}
     # Every current file holding one of the touched keys is read again (a key may have several files).
-    to_read = sorted(p for p in iter_files(store_dir) if (k := rules.key_of(p)) is not None and k in touched_keys)
+    to_read = []
+    on_disk: dict[str, str] = {}  # the name on disk of each recorded path that differs from it (not UTF-8)
+    for path in iter_files(store_dir):
+        if (k := rules.key_of(path)) is not None and k in touched_keys:
+            to_read.append(path)
+        elif (recorded := recorded_path(path)) != path:
+            on_disk[recorded] = path
+    to_read.sort()
     reloaded_keys = {k for p in to_read if (k := rules.key_of(p)) is not None}
     deleted_keys = touched_keys - reloaded_keys
 
@@ -91,7 +98,7 @@ def sync_store(
             soft_deleted = conn.execute(sql.SQL("UPDATE {}.{} x SET {} = now() WHERE {} IS NULL AND NOT {}").format(
                 staging, sql.Identifier(table.name), sql.Identifier(rules.soft_delete_column),
                 sql.Identifier(rules.soft_delete_column), excluded)).rowcount
-        _carry_bookkeeping(conn, spec, store_dir, changes, plan_id, touched | set(to_read))
+        _carry_bookkeeping(conn, spec, store_dir, changes, plan_id, touched | set(to_read), on_disk)
         hashed = conn.execute(sql.SQL("SELECT count(*), coalesce(sum({}), 0) FROM {}.{}").format(
             sql_row_hash(table.columns), staging, sql.Identifier(table.name))).fetchone()
         moved = conn.execute(
@@ -145,7 +152,8 @@ def _begin_sync_plan(conn: psycopg.Connection, spec: StoreSpec, changes: ChangeS
 
 
 def _carry_bookkeeping(
-    conn: psycopg.Connection, spec: StoreSpec, store_dir: Path, changes: ChangeSet, plan_id: str, reread: set[str]
+    conn: psycopg.Connection, spec: StoreSpec, store_dir: Path, changes: ChangeSet, plan_id: str, reread: set[str],
+    on_disk: dict[str, str],
 ) -> None:
     """Quarantine, flags and manifest rows of every file that is not read again move to the new plan."""
     params = (plan_id, spec.name, changes.live_plan, sorted(reread))
@@ -166,4 +174,4 @@ def _carry_bookkeeping(
     assert rules is not None
     unmapped_now = [p for p in changes.added + changes.changed if rules.key_of(p) is None]
     _copy_manifest(conn.cursor(), spec.name, plan_id,
-                   [describe_file(store_dir, p, mapped=False) for p in unmapped_now])
+                   [describe_file(store_dir, on_disk.get(p, p), mapped=False) for p in unmapped_now])

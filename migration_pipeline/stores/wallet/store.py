@@ -39,7 +39,7 @@ from migration_pipeline.core.timestamps import InvalidTimestamp, from_ns, parse_
 from migration_pipeline.stores import expectations as ex
 
 WALLET_DIR = "storage/wallets"
-FILE_NAME = re.compile(r"wallet_(\d+)_([a-z0-9][a-z0-9-]*)\.json")
+FILE_NAME = re.compile(r"wallet_(\d+)_([a-z0-9][a-z0-9-]*)\.json", re.ASCII)  # \d is 0-9: int() reads any script's digits
 UNIT_SIZE = 2000
 MAX_FID = 2**63 - 1  # wallet.users.fid is bigint
 SHARDS = 16
@@ -120,7 +120,8 @@ def _fingerprint(names: list[str]) -> str:
     """SHA-256 of the names joined by newlines, fed in slices (one joined copy of 2M names is 110 MB)."""
     digest = hashlib.sha256()
     for start in range(0, len(names), 65536):
-        digest.update(("\n" if start else "").encode() + "\n".join(names[start : start + 65536]).encode())
+        digest.update(("\n" if start else "").encode() + "\n".join(names[start : start + 65536]).encode(
+            "utf-8", "surrogateescape"))  # a name that is not UTF-8 is hashed as its bytes
     return digest.hexdigest()
 
 
