@@ -298,6 +298,33 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     assert verify_frame(bytes(frame)) == "the compressed chunk that starts with top.txt"
 
 
+def test_names_with_line_breaks_and_backslashes_are_backed_up_as_sha256sum_escapes_them(tmp_path: Path) -> None:
+    """A newline in a name ended its manifest line: the backup failed its own check ("does not verify ...
+    check the disk"). The manifest now escapes such names as `sha256sum` does, and `sha256sum -c` accepts it."""
+    import hashlib
+    import shutil
+    import subprocess
+
+    from migration_pipeline.core import backup
+
+    store = tmp_path / "store"
+    store.mkdir()
+    names = ["odd\nname.txt", "back\\slash.txt", "carriage\rreturn.txt", "form\x0cfeed and\u2028separator.txt",
+             "plain.txt"]
+    for i, name in enumerate(names):
+        (store / name).write_bytes(b"x" * i)
+    made = backup.write_backup(store, tmp_path / "out", "demo", workers=1)
+
+    assert backup.read_manifest(made.manifest) == {n: hashlib.sha256(b"x" * i).hexdigest() for i, n in enumerate(names)}
+    assert backup.verify_archive(made.archive, made.manifest) is None
+    lines = made.manifest.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == len(names) + 1
+    assert f"\\{hashlib.sha256(b'x').hexdigest()}  back\\\\slash.txt".encode() in lines
+    if shutil.which("sha256sum"):
+        checked = subprocess.run(["sha256sum", "--check", "--strict", made.manifest], cwd=store, capture_output=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_file_that_cannot_be_read_fails_the_backup_in_one_line(tmp_path: Path, workers: int,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ import io
 import itertools
 import multiprocessing
 import os
+import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -100,7 +101,7 @@ def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]]) -> tup
             raise MigrationError(
                 f"backup: {recorded_path(relative)} cannot be read ({exc.strerror}) and a backup must hold every file: "
                 "restore or remove it (or stop the application's writes if the store is changing), then re-run") from None
-        lines.append(f"{hashlib.sha256(data).hexdigest()}  {relative}\n")
+        lines.append(_sum_line(hashlib.sha256(data).hexdigest(), relative))
         total += len(data)
         parts += (member_header(relative, len(data), int(stat.st_mtime), stat.st_mode), data,
                   bytes(-len(data) % tarfile.BLOCKSIZE))
@@ -151,30 +152,56 @@ def _tar_members(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
         yield member.name, extracted.read() if extracted is not None else b""
 
 
-def _first_difference(members: Iterator[tuple[str, bytes]], lines: Iterator[str]) -> str | None:
-    """The first member whose name or SHA-256 is not its `sha256sum` line's, else the first listed file
-    the members lack, else None. A member is read before its line is taken: when reading it raises, the
-    next line names it."""
+# `sha256sum`'s own form for a name with a backslash, newline or carriage return: the line starts with a
+# backslash and those characters are escaped (a newline in a name would otherwise end its line).
+_SUM_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r"})
+_SUM_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+_SUM_UNESCAPED = {"n": "\n", "r": "\r"}
+
+
+def _sum_line(digest: str, name: str) -> str:
+    """One manifest line, as `sha256sum` writes it."""
+    if "\\" in name or "\n" in name or "\r" in name:
+        return f"\\{digest}  {name.translate(_SUM_ESCAPES)}\n"
+    return f"{digest}  {name}\n"
+
+
+def _sum_entries(text: str) -> Iterator[tuple[str, str]]:
+    """(SHA-256, name) of each line of manifest text made of whole lines."""
+    for line in text.split("\n"):  # not splitlines(): it also splits at \x0c, \x85, \u2028..., all allowed in names
+        if not line:
+            continue
+        escaped = line.startswith("\\")
+        digest, _, name = line[escaped:].partition("  ")
+        if escaped:
+            name = _SUM_ESCAPED.sub(lambda match: _SUM_UNESCAPED.get(match[1], match[1]), name)
+        yield digest, name
+
+
+def _first_difference(members: Iterator[tuple[str, bytes]], entries: Iterator[tuple[str, str]]) -> str | None:
+    """The first member whose name or SHA-256 is not its manifest entry's, else the first listed file the
+    members lack, else None. A member is read before its entry is taken: when reading it raises, the next
+    entry names it."""
     for name, content in members:
-        digest, _, listed = next(lines, "  ").partition("  ")
+        digest, listed = next(entries, ("", ""))
         if name != listed or hashlib.sha256(content).hexdigest() != digest:
             return name
-    missing = next(lines, None)
-    return missing.partition("  ")[2] if missing else None
+    missing = next(entries, None)
+    return missing[1] if missing else None
 
 
 def _verify_chunk(archive: str, manifest: str, chunk: _Chunk) -> str | None:
     """Re-read one chunk's byte range of the written archive and its lines of the written manifest;
     the first member that differs, or None."""
-    expected = iter(_read_range(manifest, chunk.manifest_start, chunk.manifest_end).decode("utf-8", NAMES).splitlines())
+    expected = _sum_entries(_read_range(manifest, chunk.manifest_start, chunk.manifest_end).decode("utf-8", NAMES))
     try:
         data = zstandard.ZstdDecompressor().decompress(_read_range(archive, chunk.start, chunk.end))
     except zstandard.ZstdError:
-        return f"the compressed chunk that starts with {next(expected, '  ').partition('  ')[2]}"
+        return f"the compressed chunk that starts with {next(expected, ('', ''))[1]}"
     try:
         return _first_difference(_members(data), expected)
     except tarfile.TarError:  # a header that no longer parses: the member it should have been is the bad one
-        return next(expected, "  ").partition("  ")[2] or "the end of a chunk"
+        return next(expected, ("", ""))[1] or "the end of a chunk"
 
 
 def _in_order(pool: Executor | None, function: Callable[..., T], jobs: Iterable[tuple[Any, ...]]) -> Iterator[T]:
@@ -265,11 +292,7 @@ def open_archive(path: Path) -> Iterator[tarfile.TarFile]:
 
 def read_manifest(path: Path) -> dict[str, str]:
     """A backup manifest as {relative path: SHA-256}."""
-    entries = {}
-    for line in path.read_text(encoding="utf-8", errors=NAMES).splitlines():
-        digest, _, name = line.partition("  ")
-        entries[name] = digest
-    return entries
+    return {name: digest for digest, name in _sum_entries(path.read_text(encoding="utf-8", errors=NAMES))}
 
 
 def record_backup(conn: psycopg.Connection, store: str, backup: Backup) -> None:
@@ -292,13 +315,13 @@ def verify_archive(archive: Path, manifest: Path) -> str | None:
     """Read a whole backup archive again and compare its members, in order, with its manifest (a backup
     checked later: bit rot, a copy moved elsewhere); the first member (its recorded path) that differs or is
     missing, or None."""
-    expected = iter(manifest.read_text(encoding="utf-8", errors=NAMES).splitlines())
+    expected = _sum_entries(manifest.read_text(encoding="utf-8", errors=NAMES))
     try:
         with open_archive(archive) as tar:
             bad = _first_difference(_tar_members(tar), expected)
         return None if bad is None else recorded_path(bad)
     except (zstandard.ZstdError, tarfile.TarError, EOFError):
-        damaged = next(expected, "  ").partition("  ")[2] or "its end"
+        damaged = next(expected, ("", ""))[1] or "its end"
         return f"{recorded_path(damaged)} (the archive is damaged from there on)"
 
 
