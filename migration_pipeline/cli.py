@@ -43,17 +43,18 @@ class Environment:
     report_dir: Path
 
 
-def _load_env_file(path: str | None) -> None:
+def load_env_file(path: str | None) -> None:
+    """Set what the file defines and the environment does not (the environment wins), read as `.env` files
+    are: quotes, `export KEY=`, comments after a value."""
     if not path:
         return
-    env_file = Path(path)
-    if not env_file.is_file():
+    from dotenv import dotenv_values
+
+    if not Path(path).is_file():
         raise ConfigurationError(f"env file {path} does not exist")
-    for line in env_file.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            os.environ.setdefault(key.strip(), value.strip().strip('"').strip("'"))
+    for key, value in dotenv_values(path, interpolate=False).items():
+        if value is not None:
+            os.environ.setdefault(key, value)
 
 
 def prepare(args: argparse.Namespace) -> Environment:
@@ -61,7 +62,7 @@ def prepare(args: argparse.Namespace) -> Environment:
     from migration_pipeline.core.database import connect
     from migration_pipeline.resources import workers_from_env
 
-    _load_env_file(getattr(args, "env_file", None))
+    load_env_file(getattr(args, "env_file", None))
     url = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL") or start_embedded_server()
     with connect(url):
         pass

@@ -302,6 +302,28 @@ def test_configuration_errors_are_one_line(case: str, database_url: str, tmp_pat
     assert _one(database_url, "SELECT count(*) FROM migration.staging") == 0
 
 
+def test_env_file_is_read_as_dotenv_files_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hand-written reader kept `export ` in a key and a trailing comment in a value: the secret it set
+    was wrong and every key failed verification. The environment still wins over the file."""
+    from migration_pipeline.cli import load_env_file
+    from migration_pipeline.core.errors import ConfigurationError
+
+    env_file = tmp_path / "migration.env"
+    env_file.write_text("# the secret\nexport ENCRYPTION_SECRET='s3cret with spaces'  # rotate yearly\n"
+                        'MIGRATION_WORKERS="3"\nDATABASE_URL=from-file\nEMPTY=\n')
+    monkeypatch.delenv("ENCRYPTION_SECRET", raising=False)
+    monkeypatch.delenv("MIGRATION_WORKERS", raising=False)
+    monkeypatch.delenv("EMPTY", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "from-environment")
+    load_env_file(str(env_file))
+    assert os.environ["ENCRYPTION_SECRET"] == "s3cret with spaces"
+    assert os.environ["MIGRATION_WORKERS"] == "3"
+    assert os.environ["DATABASE_URL"] == "from-environment"
+    assert os.environ["EMPTY"] == ""
+    with pytest.raises(ConfigurationError, match=f"env file {tmp_path / 'none.env'} does not exist"):
+        load_env_file(str(tmp_path / "none.env"))
+
+
 # --- no key leaks anywhere -------------------------------------------------------------------------------------
 
 
