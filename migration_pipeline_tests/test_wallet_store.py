@@ -545,6 +545,32 @@ def test_oversized_fid_and_unreadable_file_are_quarantined_not_fatal(database_ur
                     ("storage/wallets/wallet_99999999999999999999_base-account.json", "invalid_fid")]
 
 
+def test_unreadable_unmapped_files_and_named_pipes_are_recorded_not_fatal(database_url: str, tmp_path: Path) -> None:
+    """An unmapped dangling link stopped staging with a FileNotFoundError traceback, and a named pipe would
+    have blocked it forever. Both are in the manifest now, as change detection sees them."""
+    from migration_pipeline.core.manifest import iter_stats
+
+    store = tmp_path / "src" / "wallet"
+    wallets = store / "storage" / "wallets"
+    wallets.mkdir(parents=True)
+    shutil.copy(WALLET_DIR / "wallet_1_ethereum.json", wallets / "wallet_1_ethereum.json")
+    (store / "notes.txt").symlink_to(tmp_path / "gone.txt")
+    os.mkfifo(store / "app.pipe")
+    os.mkfifo(wallets / "wallet_2_ethereum.json")  # mapped: read as an empty file, not waited on
+    summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "odd", SAMPLE_SECRET, workers=1)
+    assert (summary.files_mapped, summary.files_unmapped, summary.quarantined) == (2, 2, {"empty_file": 1})
+    with connect(database_url) as conn:
+        manifest = conn.execute("SELECT path, status, size_bytes, sha256, mtime_ns FROM migration.source_manifest"
+                                " WHERE path NOT LIKE '%wallet_1_%' ORDER BY path").fetchall()
+    pipe_mtime = (store / "app.pipe").stat().st_mtime_ns
+    assert manifest == [("app.pipe", "unmapped", 0, hashlib.sha256(b"").hexdigest(), pipe_mtime),
+                        ("notes.txt", "unmapped", 0, "", None),
+                        ("storage/wallets/wallet_2_ethereum.json", "mapped", 0, hashlib.sha256(b"").hexdigest(),
+                         (wallets / "wallet_2_ethereum.json").stat().st_mtime_ns)]
+    stats = {path: (size, mtime) for path, size, mtime in iter_stats(store)}
+    assert all(stats[path] == (size, mtime) for path, _, size, _, mtime in manifest)
+
+
 def test_names_that_are_not_utf8_are_backed_up_as_bytes_and_recorded_escaped(database_url: str, tmp_path: Path) -> None:
     """Linux names are bytes: a legacy app may have written Latin-1 ones. They were a UnicodeEncodeError
     traceback in the backup (and in staging). Now the archive and its sha256sum-format manifest hold the
