@@ -305,7 +305,7 @@ def add_missing_constraints(
 
 def finish_staged_table(conn: psycopg.Connection, spec: StoreSpec, table: str, bookkeeping: Sequence[str]) -> None:
     """Everything of the live table but its foreign keys: keys, checks, indexes, triggers, identity past
-    the loaded ids, statistics. Only what is missing is built, so a finish that stopped can run again.
+    the loaded ids. Only what is missing is built, so a finish that stopped can run again.
     Loaded tables arrive here with their keys and checks; what remains takes no lock that blocks readers,
     so derived tables can be filled from them meanwhile."""
     staging = spec.staging_schema
@@ -346,7 +346,6 @@ def finish_staged_table(conn: psycopg.Connection, spec: StoreSpec, table: str, b
                 qualified(staging, table),
             )
         )
-    conn.execute(sql.SQL("ANALYZE {}").format(qualified(staging, table)))
     conn.execute("SELECT set_config('search_path', 'public', true)")
 
 

@@ -426,6 +426,8 @@ def _finish_table(database_url: str, spec: StoreSpec, table: TableSpec, run_id: 
                                                           run_id=sql.Literal(run_id)))
         ddl.finish_staged_table(conn, spec, table.name, BOOKKEEPING)
         conn.commit()
+        conn.autocommit = True  # VACUUM runs outside a transaction
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(ddl.qualified(spec.staging_schema, table.name)))
 
 
 def summarize(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, run_id: str) -> StageSummary:
