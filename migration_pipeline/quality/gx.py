@@ -12,7 +12,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import great_expectations as gx
 import jinja2
@@ -38,6 +38,24 @@ class SuiteOutcome:
     docs_index: Path | None
 
 
+class CountedUnexpectedRows(gx.expectations.UnexpectedRowsExpectation):  # type: ignore[misc]
+    """GX's `UnexpectedRowsExpectation`, minus the fetch of the unexpected rows: GX computes both the
+    count and the rows (for a COMPLETE result, which these suites never ask for: their queries select
+    key columns only, and results keep counts). The fetch ran every query a second time, a whole anti-join
+    of 200k rows per orphan check at 100k users. Renders in Data Docs as its parent does."""
+
+    metric_dependencies: ClassVar[tuple[str, ...]] = ("unexpected_rows_query.row_count",)
+
+    def _validate(self, metrics: dict[str, Any], runtime_configuration: dict[str, Any] | None = None,
+                  execution_engine: Any = None) -> dict[str, Any]:
+        count = metrics["unexpected_rows_query.row_count"]
+        return {"success": count == 0, "result": {"observed_value": count}}
+
+
+# The declared expectation types this module implements itself (the rest are GX's own classes).
+_OWN_EXPECTATIONS: dict[str, type] = {"UnexpectedRowsExpectation": CountedUnexpectedRows}
+
+
 def _expectation(spec_type: str, kwargs: dict[str, Any], schema_sql: str, expected_rows: int) -> Any:
     resolved: dict[str, Any] = {}
     for key, value in kwargs.items():
@@ -46,7 +64,7 @@ def _expectation(spec_type: str, kwargs: dict[str, Any], schema_sql: str, expect
         elif isinstance(value, str):
             value = value.replace("$schema", schema_sql)
         resolved[key] = value
-    return getattr(gx.expectations, spec_type)(**resolved)
+    return (_OWN_EXPECTATIONS.get(spec_type) or getattr(gx.expectations, spec_type))(**resolved)
 
 
 def run_suites(
