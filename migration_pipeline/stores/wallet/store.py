@@ -20,7 +20,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_key
+from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_keys
 from migration_pipeline.core.manifest import read_whole, scan_folder, walk_files
 from migration_pipeline.core.spec import (
     Batch,
@@ -136,6 +136,7 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     key = cipher_key(context.secret) if context.secret is not None else None
     wallet_dir = os.path.join(context.store_dir, WALLET_DIR)
     batch = Batch()
+    with_keys: list[tuple[str, tuple[Any, ...]]] = []  # (file, row) of each wallet whose key is verified below
     for seq, name in unit.payload:
         relative = f"{WALLET_DIR}/{name}"
         try:
@@ -147,27 +148,32 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
             continue
         batch.manifest.append(ManifestEntry(relative, len(data), hashlib.sha256(data).hexdigest(), True, mtime_ns))
         try:
-            row, flag = normalize_wallet(name, data, seq, key, mtime_ns)
+            row = normalize_wallet(name, data, seq, mtime_ns)
         except _Reject as reject:
             batch.quarantine("wallets", relative, "file", reject.reason, reject.message)
             continue
         batch.add_row("wallets", (*row, relative, "file", seq))
-        if flag:
-            batch.flagged.append(Flagged("wallets", relative, "file", flag, _FLAG_MESSAGES[flag]))
+        if key is not None and row[_CIPHERTEXT] is not None:
+            with_keys.append((relative, row))
+    if key is not None:  # the unit's keys at once: one AES call decrypts them all
+        verdicts = verify_wallet_keys([(row[_CIPHERTEXT], row[_IV], row[_ADDRESS]) for _, row in with_keys], key)
+        for (relative, _), flag in zip(with_keys, verdicts, strict=True):
+            if flag is not None:
+                batch.flagged.append(Flagged("wallets", relative, "file", flag, _FLAG_MESSAGES[flag]))
     yield batch
 
 
+_ADDRESS, _CIPHERTEXT, _IV = (next(i for i, c in enumerate(WALLET_COLUMNS) if c.name == name)
+                              for name in ("address", "encrypted_private_key", "iv"))
 _FLAG_MESSAGES = {
     "decrypt_failed": "the key does not decrypt with ENCRYPTION_SECRET (wrong secret or corrupt ciphertext)",
     "key_address_mismatch": "the decrypted key derives a different address than the one stored",
 }
 
 
-def normalize_wallet(
-    name: str, data: bytes, wallet_id: int, key: bytes | None, mtime_ns: int
-) -> tuple[tuple[Any, ...], str | None]:
-    """One wallet file → (row in WALLET_COLUMNS order, flag reason or None); raises _Reject. A file without
-    createdAt was created at its mtime (`mtime_ns`), to the microsecond."""
+def normalize_wallet(name: str, data: bytes, wallet_id: int, mtime_ns: int) -> tuple[Any, ...]:
+    """One wallet file → its row in WALLET_COLUMNS order (its key is verified by the caller); raises _Reject.
+    A file without createdAt was created at its mtime (`mtime_ns`), to the microsecond."""
     match = FILE_NAME.fullmatch(name)
     assert match is not None
     name_fid, chain = int(match.group(1)), match.group(2)
@@ -205,7 +211,6 @@ def normalize_wallet(
 
     ciphertext = record.get("encryptedPrivateKey")
     iv = record.get("iv")
-    flag = None
     if ciphertext in (None, ""):
         if chain == "ethereum":
             raise _Reject("missing_key", "an ethereum (trading) wallet has no encryptedPrivateKey")
@@ -215,8 +220,6 @@ def normalize_wallet(
             raise _Reject("invalid_ciphertext", "encryptedPrivateKey is not hex of whole AES blocks")
         if not isinstance(iv, str) or not IV_RE.fullmatch(iv):
             raise _Reject("invalid_iv", "iv is not 16 bytes as 32 hex characters")
-        if key is not None:
-            flag = verify_wallet_key(ciphertext, iv, address, key)
 
     raw_created = record.get("createdAt")
     try:
@@ -225,7 +228,7 @@ def normalize_wallet(
         raise _Reject("invalid_timestamp", f"createdAt: {exc}") from None
 
     wallet_type = "trading" if chain == "ethereum" else chain
-    return (wallet_id, name_fid, address, ciphertext, iv, chain, wallet_type, created_at, created_at), flag
+    return (wallet_id, name_fid, address, ciphertext, iv, chain, wallet_type, created_at, created_at)
 
 
 def _key_verification(conn: psycopg.Connection, store: str, plan_id: str) -> tuple[bool, str, dict[str, Any]]:
