@@ -593,6 +593,38 @@ def test_unreadable_unmapped_files_and_named_pipes_are_recorded_not_fatal(databa
     assert all(stats[path] == (size, mtime) for path, _, size, _, mtime in manifest)
 
 
+def test_pipes_with_a_writer_and_links_to_devices_are_read_as_empty_files(database_url: str, tmp_path: Path) -> None:
+    """A pipe that a writer holds open made the read raise BlockingIOError (a traceback), and a link to
+    /dev/zero was read until memory ran out. Anything that is not a regular file is read as empty now."""
+    store = tmp_path / "src" / "wallet"
+    wallets = store / "storage" / "wallets"
+    wallets.mkdir(parents=True)
+    shutil.copy(WALLET_DIR / "wallet_1_ethereum.json", wallets / "wallet_1_ethereum.json")
+    os.mkfifo(store / "app.pipe")
+    os.mkfifo(wallets / "wallet_2_ethereum.json")
+    (store / "zeros").symlink_to("/dev/zero")
+    (wallets / "wallet_3_ethereum.json").symlink_to("/dev/zero")
+    writers = [os.open(pipe, os.O_RDWR | os.O_NONBLOCK) for pipe in (store / "app.pipe", wallets / "wallet_2_ethereum.json")]
+    try:
+        for writer in writers:
+            os.write(writer, b'{"fid": 2}')  # sent, not yet read: stays in the pipe
+        summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "streams", SAMPLE_SECRET, workers=1)
+    finally:
+        for writer in writers:
+            os.close(writer)
+    assert (summary.files_mapped, summary.files_unmapped, summary.quarantined) == (3, 2, {"empty_file": 2})
+    empty = hashlib.sha256(b"").hexdigest()
+    with connect(database_url) as conn:
+        manifest = conn.execute("SELECT path, status, size_bytes, sha256 FROM migration.source_manifest"
+                                " WHERE path NOT LIKE '%wallet_1_%' ORDER BY path").fetchall()
+        quarantined = conn.execute("SELECT source_file FROM migration.quarantine ORDER BY 1").fetchall()
+    assert manifest == [("app.pipe", "unmapped", 0, empty),
+                        ("storage/wallets/wallet_2_ethereum.json", "mapped", 0, empty),
+                        ("storage/wallets/wallet_3_ethereum.json", "mapped", 0, empty),
+                        ("zeros", "unmapped", 0, empty)]
+    assert quarantined == [("storage/wallets/wallet_2_ethereum.json",), ("storage/wallets/wallet_3_ethereum.json",)]
+
+
 def test_names_that_are_not_utf8_are_backed_up_as_bytes_and_recorded_escaped(database_url: str, tmp_path: Path) -> None:
     """Linux names are bytes: a legacy app may have written Latin-1 ones. They were a UnicodeEncodeError
     traceback in the backup (and in staging). Now the archive and its sha256sum-format manifest hold the

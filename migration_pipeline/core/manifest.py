@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat as stat_mode
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -22,6 +23,8 @@ def read_whole(path: str) -> tuple[bytes, os.stat_result]:
     fd = os.open(path, _READ_FLAGS)
     try:
         stat = os.fstat(fd)
+        if _is_stream(stat):
+            return b"", stat
         data = os.read(fd, stat.st_size + 1)
         # Exactly the stat's size means the end was reached (one byte more was asked for). Anything else is
         # a file that changed since the stat, or a short read (one read returns at most ~2 GiB): read on.
@@ -33,6 +36,14 @@ def read_whole(path: str) -> tuple[bytes, os.stat_result]:
         return data, stat
     finally:
         os.close(fd)
+
+
+def _is_stream(stat: os.stat_result) -> bool:
+    """A named pipe or a device (a link to /dev/zero, say) is read as an empty file: its bytes are
+    a stream, not stored content. Read, a pipe gave whatever a writer had sent so far (or blocked, with a
+    writer holding it open), and /dev/zero never ended."""
+    mode = stat.st_mode
+    return stat_mode.S_ISFIFO(mode) or stat_mode.S_ISCHR(mode) or stat_mode.S_ISBLK(mode)
 
 
 def recorded_path(path: str) -> str:
@@ -53,8 +64,9 @@ def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> Manif
     digest = hashlib.sha256()
     size = 0
     with os.fdopen(fd, "rb") as handle:
-        mtime_ns = os.fstat(fd).st_mtime_ns
-        while block := handle.read(1 << 20):
+        stat = os.fstat(fd)
+        mtime_ns = stat.st_mtime_ns
+        while not _is_stream(stat) and (block := handle.read(1 << 20)):
             digest.update(block)
             size += len(block)
     return ManifestEntry(recorded_path(relative_path), size, digest.hexdigest(), mapped, mtime_ns)
