@@ -315,7 +315,7 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
         (f"  of which read+parse+verify+COPY ({workers} worker procs)", stage_parts.get("read_and_copy", 0.0)),
         ("  of which SQL: dedupe, CHECKs, derived tables, keys, indexes", stage_parts.get("finish_sql", 0.0)),
         ("    integrity rules and keys (1 transaction)", stage_parts.get("sql_integrity", 0.0)),
-        ("    derived tables, indexes, ANALYZE (2 connections)", stage_parts.get("sql_tables", 0.0)),
+        ("    derived tables, indexes, VACUUM ANALYZE (2 connections)", stage_parts.get("sql_tables", 0.0)),
         ("    foreign keys (validated side by side)", stage_parts.get("sql_foreign_keys", 0.0)),
         ("full: gates (row counts, checksums, keys, GX suites, report)", steps.get("wallet_gates", 0.0)),
         ("full: promote (atomic swap)", steps.get("wallet__live", 0.0)),
