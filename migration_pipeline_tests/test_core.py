@@ -298,6 +298,77 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     assert verify_frame(bytes(frame)) == "the compressed chunk that starts with top.txt"
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_large_files_are_streamed_into_frames_of_their_own(tmp_path: Path, workers: int,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file was read whole into a worker's memory (a dump of gigabytes beside small records). Now a file
+    over LARGE_FILE is streamed a block at a time into its own frame, a chunk's frames beyond FRAME_BYTES
+    go through temporary files, and the archive is the same kind of archive."""
+    import hashlib
+    import shutil
+    import subprocess
+
+    from migration_pipeline.core import backup
+
+    store = tmp_path / "store"
+    (store / "logs").mkdir(parents=True)
+    contents = {f"r{i}.json": b'{"record": %d}' % i * 40 for i in range(6)}  # 520-560 bytes each
+    contents["logs/app.log"] = bytes(range(256)) * 30  # 7,680 bytes: streamed
+    contents["logs/" + "caf\u00e9-" * 20 + ".dump"] = b"\x00\xff" * 2000  # streamed, with a header by tarfile
+    for relative, data in contents.items():
+        (store / relative).write_bytes(data)
+    monkeypatch.setattr(backup, "LARGE_FILE", 3000)
+    monkeypatch.setattr(backup, "FRAME_BYTES", 2500)  # 4 small files per frame
+    monkeypatch.setattr(backup, "CHUNK_FILES", 5)
+    made = backup.write_backup(store, tmp_path / "out", "demo", workers=workers)
+
+    expected = {relative: hashlib.sha256(data).hexdigest() for relative, data in contents.items()}
+    assert (made.files, made.bytes) == (8, sum(len(d) for d in contents.values()))
+    assert backup.read_manifest(made.manifest) == expected
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([made.archive.name, made.manifest.name])
+    with backup.open_archive(made.archive) as tar:
+        members = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar}  # type: ignore[union-attr]
+    assert list(members) == ["r0.json", "r1.json", "r2.json", "r3.json", "r4.json", "r5.json",
+                             "logs/app.log", "logs/" + "caf\u00e9-" * 20 + ".dump"]
+    assert members == expected
+    assert backup.verify_archive(made.archive, made.manifest) is None
+    if shutil.which("tar") and shutil.which("zstd"):
+        (tmp_path / "restored").mkdir()
+        subprocess.run(["tar", "--zstd", "-xf", made.archive, "-C", tmp_path / "restored"], check=True)
+        checked = subprocess.run(["sha256sum", "--check", "--strict", made.manifest], cwd=tmp_path / "restored",
+                                 capture_output=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_streamed_frame_is_verified_as_a_stream(tmp_path: Path) -> None:
+    from migration_pipeline.core import backup
+    from migration_pipeline.core.errors import MigrationError
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"0123456789" * 700)
+    frame = backup._stream_large_file(str(big), "big.bin", big.stat(), str(tmp_path))
+    assert frame.spilled is not None and frame.size == 7000
+    archive, manifest = tmp_path / "frame.zst", tmp_path / "frame.sha256"
+    manifest.write_text(frame.lines)
+    chunk = backup._Chunk(0, Path(frame.spilled).stat().st_size, 0, len(frame.lines), streamed=True)
+
+    def verify(blocks: bytes) -> str | None:
+        archive.write_bytes(blocks)
+        return backup._verify_chunk(str(archive), str(manifest), chunk)
+
+    assert verify(Path(frame.spilled).read_bytes()) is None
+    big.write_bytes(b"0123456789" * 699 + b"012345678X")  # same size, one byte changed since the manifest line
+    altered = backup._stream_large_file(str(big), "big.bin", big.stat(), str(tmp_path))
+    assert verify(Path(altered.spilled or "").read_bytes()) == "big.bin"
+    flipped = bytearray(Path(frame.spilled).read_bytes())
+    flipped[len(flipped) // 2] ^= 0x01
+    assert verify(bytes(flipped)) == "big.bin"
+    # A file that shrank between its stat and its read is not archived short.
+    grown = os.stat_result((*big.stat()[:6], 8000, *big.stat()[7:]))
+    with pytest.raises(MigrationError, match="big.bin became shorter while it was read"):
+        backup._stream_large_file(str(big), "big.bin", grown, str(tmp_path))
+
+
 def test_names_with_line_breaks_and_backslashes_are_backed_up_as_sha256sum_escapes_them(tmp_path: Path) -> None:
     """A newline in a name ended its manifest line: the backup failed its own check ("does not verify ...
     check the disk"). The manifest now escapes such names as `sha256sum` does, and `sha256sum -c` accepts it."""

@@ -5,8 +5,10 @@ Both passes run on every core: workers turn chunks of files into tar blocks comp
 frame each (plus manifest lines) that the parent appends in order to one archive, then workers re-read
 byte ranges of the written archive and of the written manifest, decompress them and check every
 member's name and SHA-256. Concatenated frames are one zstd stream (`zstd -d`, `tar --zstd -x` and
-`open_archive` read it whole). Memory stays flat: a few chunks are in flight at a time, and a chunk is
-remembered by its byte ranges only.
+`open_archive` read it whole). Memory stays flat: a few chunks are in flight at a time, a chunk is
+remembered by its byte ranges only, and no file is ever held whole beyond LARGE_FILE bytes: a larger one
+is streamed into a frame of its own, and the frames of a chunk beyond FRAME_BYTES go through temporary
+files, as a legacy store may hold a dump or a log of gigabytes beside its small records.
 
 Why compressed: small wallet files are mostly tar padding (a 330-byte file takes 1,024 bytes), and
 writing, hashing and re-reading those zeros cost the parent more than the workers spend compressing.
@@ -20,7 +22,9 @@ import itertools
 import multiprocessing
 import os
 import re
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -35,9 +39,12 @@ import zstandard
 from psycopg import sql
 
 from migration_pipeline.core.errors import MigrationError
-from migration_pipeline.core.manifest import read_whole, recorded_path, walk_folders
+from migration_pipeline.core.manifest import read_unless_larger, recorded_path, walk_folders
 
 CHUNK_FILES = 5000
+FRAME_BYTES = 32 * 2**20  # a chunk's frame is closed at this many bytes of tar blocks
+LARGE_FILE = 16 * 2**20  # a file larger than this is streamed from disk into a frame of its own
+_STREAM_BLOCK = 2**20
 _END_OF_ARCHIVE = bytes(2 * tarfile.BLOCKSIZE)
 ZSTD_LEVEL = 1  # 7x smaller than the tar, for an eighth of the time it takes to build its blocks
 # Names are bytes on disk: the manifest holds them as they are (what `sha256sum -c` expects), and Python
@@ -57,10 +64,22 @@ class Backup:
 
 @dataclass(frozen=True)
 class _Chunk:
-    start: int  # byte range of the chunk's members in the archive
+    start: int  # byte range of one frame's members in the archive
     end: int
     manifest_start: int  # byte range of its `sha256sum` lines in the manifest (read back to verify)
     manifest_end: int
+    streamed: bool = False  # a frame too large to hold: verified as a stream
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One zstd frame of tar blocks built by a worker: in memory, or in a temporary file when large."""
+
+    blocks: bytes | None
+    spilled: str | None  # the temporary file holding the frame when `blocks` is None
+    lines: str  # its members' manifest lines
+    size: int  # its members' content bytes
+    streamed: bool = False  # one file too large to hold, verified as a stream
 
 
 # tarfile spends ~60 µs per member on TarInfo headers, more than reading the file: the common member (a
@@ -88,15 +107,35 @@ def member_header(relative: str, size: int, mtime: int, mode: int) -> bytes:
     return b"%s%06o\0 %s" % (head, sum(head) + _TAIL_SUM, _TAIL)
 
 
-def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]]) -> tuple[bytes, str, int]:
-    """Tar blocks (no end-of-archive marker) as one zstd frame, manifest lines and content bytes of some files,
-    given as (folder relative to `store_dir` with its trailing "/", names in it) segments."""
+def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]], spill_dir: str, frame_bytes: int,
+                   large_file: int) -> list[_Frame]:
+    """The frames of some files, given as (folder relative to `store_dir` with its trailing "/", names in it)
+    segments: tar blocks (no end-of-archive marker) compressed as zstd frames, with their manifest lines. At
+    most the last frame is returned in memory: the others, and any file over `large_file` bytes (a frame of
+    its own, streamed), are written to temporary files in `spill_dir`."""
+    frames: list[_Frame] = []
     parts: list[bytes] = []
-    lines = []
-    total = 0
+    lines: list[str] = []
+    held = total = 0
+
+    def close_frame(in_memory: bool) -> None:
+        nonlocal held, total
+        if parts:
+            blocks = _compress(b"".join(parts))
+            frames.append(_Frame(blocks, None, "".join(lines), total) if in_memory
+                          else _Frame(None, _spill(blocks, spill_dir), "".join(lines), total))
+        parts.clear()
+        lines.clear()
+        held = total = 0
+
     for relative in (prefix + name for prefix, names in segments for name in names):
+        path = f"{store_dir}/{relative}"
         try:
-            data, stat = read_whole(f"{store_dir}/{relative}")
+            data, stat = read_unless_larger(path, large_file)
+            if data is None:
+                close_frame(in_memory=False)
+                frames.append(_stream_large_file(path, relative, stat, spill_dir))
+                continue
         except OSError as exc:  # vanished since it was listed, a dangling link, no permission
             raise MigrationError(
                 f"backup: {recorded_path(relative)} cannot be read ({exc.strerror}) and a backup must hold every file: "
@@ -105,7 +144,39 @@ def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]]) -> tup
         total += len(data)
         parts += (member_header(relative, len(data), int(stat.st_mtime), stat.st_mode), data,
                   bytes(-len(data) % tarfile.BLOCKSIZE))
-    return _compress(b"".join(parts)), "".join(lines), total
+        held += len(data) + 2 * tarfile.BLOCKSIZE
+        if held >= frame_bytes:
+            close_frame(in_memory=False)
+    close_frame(in_memory=True)
+    return frames
+
+
+def _spill(blocks: bytes, spill_dir: str) -> str:
+    with tempfile.NamedTemporaryFile(dir=spill_dir, suffix=".zst", delete=False) as out:
+        out.write(blocks)
+    return out.name
+
+
+def _stream_large_file(path: str, relative: str, stat: os.stat_result, spill_dir: str) -> _Frame:
+    """One member in a frame of its own, read and compressed a block at a time into a temporary file: the
+    `stat.st_size` bytes the header announces (what a writer appends meanwhile is left for the next backup)."""
+    digest = hashlib.sha256()
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+    with open(path, "rb") as source, tempfile.NamedTemporaryFile(dir=spill_dir, suffix=".zst", delete=False) as out:
+        with compressor.stream_writer(out, closefd=False) as frame:
+            frame.write(member_header(relative, stat.st_size, int(stat.st_mtime), stat.st_mode))
+            left = stat.st_size
+            while left:
+                block = source.read(min(left, _STREAM_BLOCK))
+                if not block:
+                    raise MigrationError(
+                        f"backup: {recorded_path(relative)} became shorter while it was read: stop the application's "
+                        "writes to the store, then re-run")
+                digest.update(block)
+                frame.write(block)
+                left -= len(block)
+            frame.write(bytes(-stat.st_size % tarfile.BLOCKSIZE))
+    return _Frame(None, out.name, _sum_line(digest.hexdigest(), relative), stat.st_size, streamed=True)
 
 
 def _compress(blocks: bytes) -> bytes:
@@ -130,9 +201,9 @@ def _plain_entry(header: bytes) -> tuple[str, int] | None:
     return (name.decode("ascii"), size) if _is_plain(name, size, mtime) else None
 
 
-def _members(blocks: bytes) -> Iterator[tuple[str, bytes]]:
-    """(name, content) of every member of some tar blocks; from the first header that is not plain on,
-    tarfile reads the rest."""
+def _members(blocks: bytes) -> Iterator[tuple[str, str]]:
+    """(name, SHA-256 of the content) of every member of some tar blocks; from the first header that is not
+    plain on, tarfile reads the rest."""
     offset = 0
     while offset < len(blocks):
         entry = _plain_entry(blocks[offset : offset + tarfile.BLOCKSIZE])
@@ -142,14 +213,19 @@ def _members(blocks: bytes) -> Iterator[tuple[str, bytes]]:
             return
         name, size = entry
         start = offset + tarfile.BLOCKSIZE
-        yield name, blocks[start : start + size]
+        yield name, hashlib.sha256(blocks[start : start + size]).hexdigest()
         offset = start + size + (-size % tarfile.BLOCKSIZE)
 
 
-def _tar_members(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
+def _tar_members(tar: tarfile.TarFile) -> Iterator[tuple[str, str]]:
+    """(name, SHA-256 of the content) of every member, each read a block at a time (any size)."""
     for member in tar:
+        digest = hashlib.sha256()
         extracted = tar.extractfile(member)
-        yield member.name, extracted.read() if extracted is not None else b""
+        if extracted is not None:
+            while block := extracted.read(_STREAM_BLOCK):
+                digest.update(block)
+        yield member.name, digest.hexdigest()
 
 
 # `sha256sum`'s own form for a name with a backslash, newline or carriage return: the line starts with a
@@ -178,13 +254,13 @@ def _sum_entries(text: str) -> Iterator[tuple[str, str]]:
         yield digest, name
 
 
-def _first_difference(members: Iterator[tuple[str, bytes]], entries: Iterator[tuple[str, str]]) -> str | None:
-    """The first member whose name or SHA-256 is not its manifest entry's, else the first listed file the
-    members lack, else None. A member is read before its entry is taken: when reading it raises, the next
-    entry names it."""
-    for name, content in members:
+def _first_difference(members: Iterator[tuple[str, str]], entries: Iterator[tuple[str, str]]) -> str | None:
+    """The first member (name, SHA-256) whose name or SHA-256 is not its manifest entry's, else the first
+    listed file the members lack, else None. A member is read before its entry is taken: when reading it
+    raises, the next entry names it."""
+    for name, sha256 in members:
         digest, listed = next(entries, ("", ""))
-        if name != listed or hashlib.sha256(content).hexdigest() != digest:
+        if name != listed or sha256 != digest:
             return name
     missing = next(entries, None)
     return missing[1] if missing else None
@@ -194,6 +270,8 @@ def _verify_chunk(archive: str, manifest: str, chunk: _Chunk) -> str | None:
     """Re-read one chunk's byte range of the written archive and its lines of the written manifest;
     the first member that differs, or None."""
     expected = _sum_entries(_read_range(manifest, chunk.manifest_start, chunk.manifest_end).decode("utf-8", NAMES))
+    if chunk.streamed:
+        return _verify_streamed(archive, chunk, expected)
     try:
         data = zstandard.ZstdDecompressor().decompress(_read_range(archive, chunk.start, chunk.end))
     except zstandard.ZstdError:
@@ -202,6 +280,35 @@ def _verify_chunk(archive: str, manifest: str, chunk: _Chunk) -> str | None:
         return _first_difference(_members(data), expected)
     except tarfile.TarError:  # a header that no longer parses: the member it should have been is the bad one
         return next(expected, ("", ""))[1] or "the end of a chunk"
+
+
+def _verify_streamed(archive: str, chunk: _Chunk, expected: Iterator[tuple[str, str]]) -> str | None:
+    """`_verify_chunk` of a frame too large to hold, decompressed and hashed a block at a time."""
+    with open(archive, "rb") as raw:
+        raw.seek(chunk.start)
+        try:
+            # Bounded: past its frame's end, a zstd stream reader goes on into the next frame.
+            with zstandard.ZstdDecompressor().stream_reader(_Range(raw, chunk.end - chunk.start)) as frame, \
+                    tarfile.open(fileobj=frame, mode="r|") as tar:
+                return _first_difference(_tar_members(tar), expected)
+        except (zstandard.ZstdError, tarfile.TarError, EOFError):
+            return next(expected, ("", ""))[1] or "the end of a chunk"
+
+
+class _Range(io.RawIOBase):
+    """The next `length` bytes of a file, as a file."""
+
+    def __init__(self, raw: io.BufferedReader, length: int) -> None:
+        self._raw = raw
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        read = self._raw.readinto(memoryview(buffer)[: self._left]) if self._left else 0
+        self._left -= read
+        return read
 
 
 def _in_order(pool: Executor | None, function: Callable[..., T], jobs: Iterable[tuple[Any, ...]]) -> Iterator[T]:
@@ -237,21 +344,22 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
     parallel = workers > 1 and files > CHUNK_FILES
     # spawn: the parent may be a threaded Dagster process, where fork is unsafe.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if parallel else None
+    spill_dir = backup_dir / f".{archive.name}.frames"  # the workers' large frames, until appended
     try:
+        spill_dir.mkdir()
         chunks: list[_Chunk] = []
         digest = hashlib.sha256()
         total = 0
         try:
             with open(archive, "wb") as out, open(manifest_path, "wb") as manifest:
-                jobs = ((str(store_dir), chunk) for chunk in _chunks(folders))
-                for blocks, lines, size in _in_order(pool, _archive_chunk, jobs):
-                    encoded = lines.encode("utf-8", NAMES)
-                    chunks.append(_Chunk(out.tell(), out.tell() + len(blocks),
-                                         manifest.tell(), manifest.tell() + len(encoded)))
-                    out.write(blocks)
-                    digest.update(blocks)
-                    manifest.write(encoded)
-                    total += size
+                jobs = ((str(store_dir), chunk, str(spill_dir), FRAME_BYTES, LARGE_FILE) for chunk in _chunks(folders))
+                for frames in _in_order(pool, _archive_chunk, jobs):
+                    for frame in frames:
+                        start, manifest_start = out.tell(), manifest.tell()
+                        _append_frame(frame, out, digest)
+                        manifest.write(frame.lines.encode("utf-8", NAMES))
+                        chunks.append(_Chunk(start, out.tell(), manifest_start, manifest.tell(), frame.streamed))
+                        total += frame.size
                 end = _compress(_END_OF_ARCHIVE)
                 out.write(end)
                 digest.update(end)
@@ -268,7 +376,21 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        shutil.rmtree(spill_dir, ignore_errors=True)
     return Backup(archive.resolve(), digest.hexdigest(), files, total, manifest_path.resolve())
+
+
+def _append_frame(frame: _Frame, out: io.BufferedWriter, digest: Any) -> None:
+    if frame.blocks is not None:
+        out.write(frame.blocks)
+        digest.update(frame.blocks)
+        return
+    assert frame.spilled is not None
+    with open(frame.spilled, "rb") as spilled:
+        while block := spilled.read(_STREAM_BLOCK):
+            out.write(block)
+            digest.update(block)
+    os.unlink(frame.spilled)
 
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
