@@ -288,7 +288,7 @@ def _verify_streamed(archive: str, chunk: _Chunk, expected: Iterator[tuple[str, 
         raw.seek(chunk.start)
         try:
             # Bounded: past its frame's end, a zstd stream reader goes on into the next frame.
-            with zstandard.ZstdDecompressor().stream_reader(_Range(raw, chunk.end - chunk.start)) as frame, \
+            with zstandard.ZstdDecompressor().stream_reader(io.BufferedReader(_Range(raw, chunk.end - chunk.start))) as frame, \
                     tarfile.open(fileobj=frame, mode="r|") as tar:
                 return _first_difference(_tar_members(tar), expected)
         except (zstandard.ZstdError, tarfile.TarError, EOFError):
