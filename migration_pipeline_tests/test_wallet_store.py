@@ -625,6 +625,23 @@ def test_pipes_with_a_writer_and_links_to_devices_are_read_as_empty_files(databa
     assert quarantined == [("storage/wallets/wallet_2_ethereum.json",), ("storage/wallets/wallet_3_ethereum.json",)]
 
 
+def test_a_wallet_file_over_the_size_cap_is_hashed_and_quarantined_not_read(database_url: str, tmp_path: Path) -> None:
+    store = tmp_path / "src" / "wallet"
+    wallets = store / "storage" / "wallets"
+    wallets.mkdir(parents=True)
+    shutil.copy(WALLET_DIR / "wallet_1_ethereum.json", wallets / "wallet_1_ethereum.json")
+    huge = b'{"fid": 2, "padding": "' + b"x" * (1 << 20) + b'"}'
+    (wallets / "wallet_2_ethereum.json").write_bytes(huge)
+    summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "huge", SAMPLE_SECRET, workers=1)
+    assert (summary.files_mapped, summary.staged["wallets"], summary.quarantined) == (2, 1, {"file_too_large": 1})
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT size_bytes, sha256, status FROM migration.source_manifest"
+                            " WHERE path = 'storage/wallets/wallet_2_ethereum.json'").fetchone() == (
+            len(huge), hashlib.sha256(huge).hexdigest(), "mapped")
+        assert conn.execute("SELECT reason, message FROM migration.quarantine").fetchall() == [
+            ("file_too_large", f"the file is {len(huge)} bytes, over the 1048576 a wallet file may have")]
+
+
 def test_names_that_are_not_utf8_are_backed_up_as_bytes_and_recorded_escaped(database_url: str, tmp_path: Path) -> None:
     """Linux names are bytes: a legacy app may have written Latin-1 ones. They were a UnicodeEncodeError
     traceback in the backup (and in staging). Now the archive and its sha256sum-format manifest hold the

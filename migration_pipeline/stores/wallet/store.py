@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_keys
-from migration_pipeline.core.manifest import read_whole, scan_folder, walk_files
+from migration_pipeline.core.manifest import describe_file, read_unless_larger, scan_folder, walk_files
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -41,6 +41,7 @@ from migration_pipeline.stores import expectations as ex
 WALLET_DIR = "storage/wallets"
 FILE_NAME = re.compile(r"wallet_(\d+)_([a-z0-9][a-z0-9-]*)\.json", re.ASCII)  # \d is 0-9: int() reads any script's digits
 UNIT_SIZE = 2000
+MAX_FILE_BYTES = 2**20  # a wallet file is a few hundred bytes: a larger one is not read into memory
 MAX_FID = 2**63 - 1  # wallet.users.fid is bigint
 SHARDS = 16
 UNITS_PER_SHARD = 100_000  # unit numbers of shard k start at k * UNITS_PER_SHARD
@@ -140,11 +141,17 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     for seq, name in unit.payload:
         relative = f"{WALLET_DIR}/{name}"
         try:
-            data, stat = read_whole(f"{wallet_dir}/{name}")  # not pathlib: this runs millions of times
+            # Not pathlib: this runs millions of times.
+            data, stat = read_unless_larger(f"{wallet_dir}/{name}", MAX_FILE_BYTES)
             mtime_ns = stat.st_mtime_ns
         except OSError as exc:  # vanished or unreadable since listing: recorded, never a crash
             batch.manifest.append(ManifestEntry(relative, 0, "", True, None))
             batch.quarantine("wallets", relative, "file", "unreadable_file", f"cannot read the file ({exc.strerror})")
+            continue
+        if data is None:  # hashed a block at a time for the manifest, never held
+            batch.manifest.append(describe_file(context.store_dir, relative, mapped=True))
+            batch.quarantine("wallets", relative, "file", "file_too_large",
+                             f"the file is {stat.st_size} bytes, over the {MAX_FILE_BYTES} a wallet file may have")
             continue
         batch.manifest.append(ManifestEntry(relative, len(data), hashlib.sha256(data).hexdigest(), True, mtime_ns))
         try:
