@@ -125,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from migration_pipeline.core.database import connect
+    from migration_pipeline.core.reconcile import DEFAULT_MAX_ROW_LOSS_PERCENT
     from migration_pipeline.core.schema import apply_migrations
     from migration_pipeline.definitions import defs, job_name
     from migration_pipeline.summary import print_store_summary
@@ -142,6 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_config = {**_QUIET, "ops": {
             f"{name}__live": {"config": {"force": args.force, "requested_by": _user()}},
             f"{name}__staged": {"config": {"incremental": bool(getattr(args, "incremental", False))}},
+            f"{name}_gates": {"config": {"max_row_loss_percent": 100.0 if getattr(args, "allow_row_loss", False)
+                                         else DEFAULT_MAX_ROW_LOSS_PERCENT}},
         }}
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                         tags={"migration/store": name, "migration/source": "cli"})
@@ -292,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source-root", help="folder holding one folder per store (default: MIGRATION_SOURCE_ROOT)")
     run.add_argument("--store", action="append", help="store to migrate (repeatable; default: all present)")
     run.add_argument("--force", action="store_true", help="overwrite a cut-over store's live tables (recorded)")
+    run.add_argument("--allow-row-loss", action="store_true",
+                     help="promote even if a table would lose more than 10%% of its live rows (gate live_row_loss)")
     run.add_argument("--incremental", action="store_true",
                      help="parallel run: read only files added, changed or deleted since the live version")
     run.set_defaults(func=cmd_run)

@@ -107,6 +107,33 @@ def failure_text(result: Any) -> str:
     return "\n".join(texts)
 
 
+def test_a_source_that_lost_rows_blocks_promotion_until_allowed(database_url: str, roots: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    """A store of 60 users is live; a source of 50 users (a sixth of the files gone) stages and reconciles
+    cleanly, and only live_row_loss stops it from replacing the live tables."""
+    stage_gate_promote(database_url, roots["B"], "run-b", tmp_path)
+    outcomes = {o.name: o for o in stage_and_gate(database_url, roots["A"], "run-a", tmp_path)}
+    assert [name for name, o in outcomes.items() if not o.passed] == ["live_row_loss"]
+    assert outcomes["live_row_loss"].summary == (
+        "wallets: 120 live rows would become 100 (-17%); users: 60 live rows would become 50 (-17%); "
+        "wallet_metadata: 120 live rows would become 100 (-17%); wallet_audit_log: 120 live rows would become 100 "
+        "(-17%), more than the 10% a run may drop: check that the source root holds the whole store (an unmounted "
+        "share, a wrong path); to promote anyway, run again with --allow-row-loss")
+    assert outcomes["live_row_loss"].details["tables"]["users"] == {"live": 60, "staged": 50}
+    with connect(database_url) as conn:
+        before = snapshot(conn)
+        with pytest.raises(PromotionBlockedError, match="live_row_loss"):
+            promote(conn, SPEC, "run-a", actor="tester")
+        assert snapshot(conn) == before
+        # Allowed a larger loss, the same staging passes every gate and is promoted.
+        allowed = evaluate_gates(conn, database_url, SPEC, "run-a", tmp_path / "again", max_row_loss_percent=20)
+        assert [o.name for o in allowed if not o.passed] == []
+        assert next(o for o in allowed if o.name == "live_row_loss").summary == (
+            "no table drops more than 20% of its live rows")
+        promote(conn, SPEC, "run-a", actor="tester")
+        assert conn.execute("SELECT count(*) FROM wallet.users").fetchone() == (50,)
+
+
 # --- 1. the real Dagster job: every transition recorded, backup first and verified -----------------
 
 

@@ -79,7 +79,8 @@ def test_sample_exact_outcome(database_url: str, tmp_path: Path) -> None:
     with connect(database_url) as conn:
         outcomes = evaluate_gates(conn, database_url, SPEC, "t", tmp_path / "docs")
         assert {o.name: o.passed for o in outcomes if not o.passed} == {}
-        assert len(outcomes) == 2 + len(SPEC.tables)
+        assert [o.name for o in outcomes[:3]] == ["row_count_reconciliation", "checksum_reconciliation", "live_row_loss"]
+        assert len(outcomes) == 3 + len(SPEC.tables)
 
         q = conn.execute("SELECT table_name, source_file, locator, reason, message FROM migration.quarantine"
                          " WHERE store = 'metagauge'").fetchall()

@@ -158,6 +158,30 @@ def test_rerun_is_idempotent_and_blocked_runs_leave_live_unchanged(database_url:
     assert _one(database_url, "SELECT count(*) FROM migration.phase_history WHERE to_phase = 'promoted'") == 2
 
 
+def test_an_emptied_source_is_not_promoted_over_live_tables_unless_allowed(database_url: str, tmp_path: Path) -> None:
+    """An unmounted share looks like an empty store folder: it stages, reconciles and validates as an empty
+    store. The live_row_loss gate blocks it; --allow-row-loss promotes it, on purpose."""
+    env = _env(tmp_path)
+    _assert_promoted(_run(_args(database_url, SAMPLES), env))
+    promoted = _live(database_url)
+    empty = tmp_path / "unmounted"
+    (empty / "wallet" / "storage" / "wallets").mkdir(parents=True)
+
+    blocked = _run(_args(database_url, empty), env)
+    assert blocked.returncode == 1, (blocked.stdout, blocked.stderr)
+    assert "Traceback" not in blocked.stderr
+    assert _stderr_lines(blocked.stderr)[-1] == (
+        "wallet: promotion blocked by gate live_row_loss: wallets: 16 live rows would become 0 (-100%); users: 12 live "
+        "rows would become 0 (-100%); wallet_metadata: 16 live rows would become 0 (-100%); wallet_audit_log: 16 "
+        "live rows would become 0 (-100%), more than the 10% a run may drop: check that the source root holds the "
+        "whole store (an unmounted share, a wrong path); to promote anyway, run again with --allow-row-loss")
+    assert "promotion: BLOCKED (live tables unchanged)" in blocked.stdout
+    assert _live(database_url) == promoted
+
+    _assert_promoted(_run([*_args(database_url, empty), "--allow-row-loss"], env))
+    assert _live(database_url) == {t: [] for t in LIVE_TABLES}
+
+
 # --- crash and resume ---------------------------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ needs_chromium = pytest.mark.skipif(
     reason="headless browser missing: /usr/bin/chromium (apt-get install -y chromium; .ci/run installs it)")
 
 LOCATION = "migration_pipeline.definitions"
-WALLET_CHECKS = ("row_count_reconciliation", "checksum_reconciliation", "key_verification",
+WALLET_CHECKS = ("row_count_reconciliation", "checksum_reconciliation", "live_row_loss", "key_verification",
                  "gx_suite_wallets", "gx_suite_users", "gx_suite_wallet_metadata", "gx_suite_wallet_audit_log")
 UI_START_TIMEOUT = 90
 RUN_TIMEOUT = 120

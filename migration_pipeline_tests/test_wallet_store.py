@@ -221,7 +221,8 @@ def test_samples_match_expected_md(database_url: str, tmp_path: Path) -> None:
 
         outcomes = evaluate_gates(conn, database_url, WALLET_STORE, "t1", tmp_path / "docs")
         assert {o.name: o.passed for o in outcomes} == {
-            "row_count_reconciliation": True, "checksum_reconciliation": True, "key_verification": True,
+            "row_count_reconciliation": True, "checksum_reconciliation": True, "live_row_loss": True,
+            "key_verification": True,
             "gx_suite_wallets": True, "gx_suite_users": True, "gx_suite_wallet_metadata": True,
             "gx_suite_wallet_audit_log": True,
         }

@@ -98,6 +98,32 @@ def row_count_gate(counts: dict[str, dict[str, int]]) -> CheckOutcome:
     )
 
 
+DEFAULT_MAX_ROW_LOSS_PERCENT = 10.0
+
+
+def live_row_loss_gate(
+    conn: psycopg.Connection, spec: StoreSpec, counts: dict[str, dict[str, int]], max_loss_percent: float
+) -> CheckOutcome:
+    """Blocks a version that would drop more than `max_loss_percent` of any live table's rows. Every other gate
+    proves the staged tables true to the source; this one asks whether the source is the whole store: an
+    emptied folder or an unmounted share stages, reconciles and validates as an empty store."""
+    tables = {t.name: {"live": _count(conn, spec.schema, t.name), "staged": counts[t.name]["staged"]}
+              for t in spec.tables}
+    details = {"max_row_loss_percent": max_loss_percent, "tables": tables}
+    keep = 1 - max_loss_percent / 100
+    losing = {t: c for t, c in tables.items() if c["staged"] < c["live"] * keep}
+    if not losing:
+        return CheckOutcome("live_row_loss", True,
+                            f"no table drops more than {max_loss_percent:g}% of its live rows", details)
+    lost = "; ".join(f"{t}: {c['live']} live rows would become {c['staged']} ({c['staged'] / c['live'] - 1:.0%})"
+                     for t, c in losing.items())
+    return CheckOutcome(
+        "live_row_loss", False,
+        f"{lost}, more than the {max_loss_percent:g}% a run may drop: check that the source root holds the whole "
+        "store (an unmounted share, a wrong path); to promote anyway, run again with --allow-row-loss",
+        details)
+
+
 def checksum_gate(conn: psycopg.Connection, spec: StoreSpec, plan_id: str) -> CheckOutcome:
     """Sum of row hashes computed while reading = the same sum over staged rows in SQL, plus rows the
     engine moved to the quarantine after loading, plus recorded adjustments."""
@@ -181,7 +207,8 @@ def reconcile_units(
 
 
 def evaluate_gates(
-    conn: psycopg.Connection, database_url: str, spec: StoreSpec, run_id: str, docs_dir: Path
+    conn: psycopg.Connection, database_url: str, spec: StoreSpec, run_id: str, docs_dir: Path,
+    max_row_loss_percent: float = DEFAULT_MAX_ROW_LOSS_PERCENT,
 ) -> list[CheckOutcome]:
     """Run every gate of the store's current staged plan and record the outcomes."""
     from migration_pipeline.quality.gx import run_suites
@@ -196,7 +223,8 @@ def evaluate_gates(
     with ThreadPoolExecutor(1, thread_name_prefix="gx") as pool:
         suites_running = pool.submit(
             run_suites, database_url, spec, {t: c["expected"] for t, c in counts.items()}, docs_dir)
-        outcomes = [row_count_gate(counts), checksum_gate(conn, spec, plan_id)]
+        outcomes = [row_count_gate(counts), checksum_gate(conn, spec, plan_id),
+                    live_row_loss_gate(conn, spec, counts, max_row_loss_percent)]
         for gate in spec.gates:
             passed, summary, details = gate.evaluate(conn, spec.name, plan_id)
             outcomes.append(CheckOutcome(gate.name, passed, summary, details))

@@ -26,11 +26,18 @@ from dagster import (
     asset,
     multi_asset_check,
 )
+from pydantic import Field
 
 from migration_pipeline.core.backup import latest_backup, record_backup, write_backup
 from migration_pipeline.core.changes import detect_changes
 from migration_pipeline.core.promote import get_phase, promote, set_phase
-from migration_pipeline.core.reconcile import CheckOutcome, evaluate_gates, gx_check_name, reconcile_units
+from migration_pipeline.core.reconcile import (
+    DEFAULT_MAX_ROW_LOSS_PERCENT,
+    CheckOutcome,
+    evaluate_gates,
+    gx_check_name,
+    reconcile_units,
+)
 from migration_pipeline.core.report import build_report
 from migration_pipeline.core.spec import StoreSpec
 from migration_pipeline.core.stage import stage_store
@@ -54,6 +61,13 @@ class PromotionConfig(Config):  # type: ignore[misc]
     force: bool = False
     requested_by: str = "dagster"
 
+class GateConfig(Config):  # type: ignore[misc]
+    """`max_row_loss_percent`: the share of a live table's rows a run may drop before the `live_row_loss`
+    gate blocks promotion (100 promotes whatever was staged, an empty store included)."""
+
+    max_row_loss_percent: float = Field(default=DEFAULT_MAX_ROW_LOSS_PERCENT, ge=0, le=100)
+
+
 PRE_LIVE_PHASES = ("not_started", "staged", "validated", "rolled_back")
 _ACTOR = "dagster"
 
@@ -64,6 +78,8 @@ def check_names(spec: StoreSpec) -> list[tuple[str, str]]:
         ("row_count_reconciliation", "Per table: source records = staged rows + quarantined records."),
         ("checksum_reconciliation", "Order-independent checksum of the records as read = the same checksum "
                                     "computed in SQL over the staged rows (+ rows moved to the quarantine)."),
+        ("live_row_loss", "No table would lose more than max_row_loss_percent (default 10%) of its live rows: an "
+                          "emptied or half-mounted source folder must not replace good live tables."),
         *[(g.name, g.description) for g in spec.gates],
         *[(gx_check_name(t.name), f"Great Expectations suite of {spec.name}.{t.name} ({len(t.expectations)} "
            "expectations) run in PostgreSQL on the staged table.") for t in spec.tables],
@@ -167,11 +183,12 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
         name=f"{spec.name}_gates",
         description=f"Blocking gates of {spec.name}: all must pass before the staged tables are promoted.",
     )
-    def gates(context: AssetCheckExecutionContext, migration: MigrationResource) -> Iterator[AssetCheckResult]:
+    def gates(context: AssetCheckExecutionContext, config: GateConfig,
+              migration: MigrationResource) -> Iterator[AssetCheckResult]:
         run_id = context.run.run_id
         docs_dir = migration.reports() / spec.name / run_id
         with migration.connect() as conn:
-            outcomes = evaluate_gates(conn, migration.database_url, spec, run_id, docs_dir)
+            outcomes = evaluate_gates(conn, migration.database_url, spec, run_id, docs_dir, config.max_row_loss_percent)
             passed = all(o.passed for o in outcomes)
             if passed and get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
                 set_phase(conn, spec.name, "validated", run_id=run_id, actor=_ACTOR)
