@@ -68,7 +68,8 @@ def prepare(args: argparse.Namespace) -> Environment:
         pass
     root = Path(getattr(args, "source_root", None) or os.environ.get("MIGRATION_SOURCE_ROOT") or "data_samples")
     if not root.is_dir():
-        raise ConfigurationError(f"source root {root} does not exist: pass --source-root or set MIGRATION_SOURCE_ROOT")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise ConfigurationError(f"source root {root} {what}: pass --source-root or set MIGRATION_SOURCE_ROOT")
     workers_from_env()  # a bad value is said now, not by the first step that starts workers
     reports = Path(os.environ.get("MIGRATION_REPORT_DIR") or "reports")
     home = Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME).resolve()

@@ -301,10 +301,19 @@ def test_two_concurrent_runs_promote_once(database_url: str, tmp_path: Path) -> 
 # --- clear errors ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["missing_secret", "unreachable_database", "missing_source_root", "bad_workers"])
+@pytest.mark.parametrize("case", ["missing_secret", "unreachable_database", "malformed_database_url",
+                                  "missing_source_root", "source_root_is_a_file", "bad_workers"])
 def test_configuration_errors_are_one_line(case: str, database_url: str, tmp_path: Path) -> None:
     env = _env(tmp_path)
-    if case == "bad_workers":
+    if case == "malformed_database_url":  # libpq's own message for it ends in a line break
+        args = _args("postgres:/bad", SAMPLES)
+        expected = ('error: DATABASE_URL postgres:/bad is not a valid PostgreSQL URL (missing "=" after "postgres:/bad"'
+                    " in connection info string)")
+    elif case == "source_root_is_a_file":
+        (tmp_path / "root.txt").write_text("not a folder")
+        args = _args(database_url, tmp_path / "root.txt")
+        expected = f"error: source root {tmp_path / 'root.txt'} is a file, not a folder"
+    elif case == "bad_workers":
         args = _args(database_url, SAMPLES)
         env["MIGRATION_WORKERS"] = "two"
         expected = "error: MIGRATION_WORKERS is 'two': set it to a whole number of processes"

@@ -63,7 +63,7 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = "migr
         ) from None
     except psycopg.ProgrammingError as exc:
         raise DatabaseUnavailableError(
-            f"DATABASE_URL {describe_url(url)} is not a valid PostgreSQL URL ({exc})"
+            f"DATABASE_URL {describe_url(url)} is not a valid PostgreSQL URL ({' '.join(str(exc).split())})"
         ) from None
 
 
