@@ -101,6 +101,15 @@ def _selected_stores(names: Sequence[str] | None, root: Path) -> tuple[list[str]
 _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
+def _schema_applied(database_url: str) -> None:
+    """`sql/` applied (idempotent): every command reads the bookkeeping tables, which a fresh database lacks."""
+    from migration_pipeline.core.database import connect
+    from migration_pipeline.core.schema import apply_migrations
+
+    with connect(database_url) as conn:
+        apply_migrations(conn)
+
+
 def _user() -> str:
     return os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
 
@@ -127,12 +136,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from migration_pipeline.core.database import connect
     from migration_pipeline.core.reconcile import DEFAULT_MAX_ROW_LOSS_PERCENT
-    from migration_pipeline.core.schema import apply_migrations
     from migration_pipeline.definitions import defs, job_name
     from migration_pipeline.summary import print_store_summary
 
-    with connect(env.database_url) as conn:
-        apply_migrations(conn)
+    _schema_applied(env.database_url)
     # Runs started at once on a fresh database would race to create Dagster's tables (dagster-postgres then
     # logs retries on stderr): the first creates them while the others wait.
     with connect(env.database_url, autocommit=True) as lock:
@@ -183,6 +190,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     env = prepare(args)
     from migration_pipeline.summary import print_status
 
+    _schema_applied(env.database_url)
     print_status(env.database_url)
     return 0
 
@@ -191,12 +199,11 @@ def cmd_backups(args: argparse.Namespace) -> int:
     env = prepare(args)
     from migration_pipeline.core.backup import prune_expired, recorded_backups, verify_archive
     from migration_pipeline.core.database import connect
-    from migration_pipeline.core.schema import apply_migrations
     from migration_pipeline.summary import backup_table
 
+    _schema_applied(env.database_url)
     failed = 0
     with connect(env.database_url) as conn:
-        apply_migrations(conn)
         if args.prune:
             for gone in prune_expired(conn):
                 print(f"pruned {gone.store} backup of {gone.created_at:%Y-%m-%d %H:%M} (kept until "
@@ -239,6 +246,7 @@ def cmd_cutover(args: argparse.Namespace) -> int:
     from migration_pipeline.lifecycle import cut_over_with_report
 
     spec = _store_arg(args.store)
+    _schema_applied(env.database_url)
     with connect(env.database_url) as conn:
         report = cut_over_with_report(conn, spec.name, args.approved_by, None, env.report_dir)
     print(f"{spec.name}: cut over, approved by {args.approved_by}; report {report}")
@@ -251,6 +259,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from migration_pipeline.core.promote import rollback
 
     spec = _store_arg(args.store)
+    _schema_applied(env.database_url)
     with connect(env.database_url) as conn:
         rollback(conn, spec, actor=args.actor or _user())
     print(f"{spec.name}: rolled back to the previous live version")
@@ -259,11 +268,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     env = prepare(args)
-    from migration_pipeline.core.database import connect
-    from migration_pipeline.core.schema import apply_migrations
-
-    with connect(env.database_url) as conn:  # so that any asset can be materialized first on a fresh database
-        apply_migrations(conn)
+    _schema_applied(env.database_url)  # so that any asset can be materialized first on a fresh database
     print(f"Dagster UI on http://127.0.0.1:{args.port} (database {describe_url(env.database_url)})")
     # The `dagster` of this interpreter's environment: `make ui` runs .venv/bin/migration-pipeline with the
     # venv not activated, so a bare "dagster" would not be on PATH.

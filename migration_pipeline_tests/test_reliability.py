@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migration_pipeline.core.database import connect
+from migration_pipeline.core.database import connect, drop_database, ensure_database
 from migration_pipeline.stores.wallet import WALLET_STORE
 from migration_pipeline.stores.wallet.generate import generate_wallet_store
 
@@ -333,6 +333,30 @@ def test_configuration_errors_are_one_line(case: str, database_url: str, tmp_pat
     assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr
     assert _live(database_url) == {t: [] for t in LIVE_TABLES}
     assert _one(database_url, "SELECT count(*) FROM migration.staging") == 0
+
+
+def test_commands_on_a_database_that_never_ran_a_migration_answer_in_one_line(server_url: str, tmp_path: Path) -> None:
+    """status, rollback and cutover read the bookkeeping tables: on a fresh database they were an
+    UndefinedTable traceback. Each command now applies sql/ first, as run does."""
+    name = f"mp_fresh_{os.getpid()}"
+    url = ensure_database(server_url, name)
+    try:
+        env = _env(tmp_path)
+        base = [sys.executable, "-m", "migration_pipeline.cli"]
+        status = _run([*base, "status", "--database-url", url], env)
+        assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+        assert [line.split()[:2] for line in status.stdout.splitlines()[2:]] == [
+            ["wallet", "not_started"], ["metagauge", "not_started"]]
+        for command, expected in (
+            (["rollback", "--store", "wallet"], "error: wallet: there is no previous version to roll back to"),
+            (["cutover", "--store", "wallet", "--approved-by", "ann"],
+             "error: wallet is not_started: only a promoted store can be cut over (promote it first)"),
+        ):
+            proc = _run([*base, *command, "--database-url", url], env)
+            assert proc.returncode == 2, (proc.stdout, proc.stderr)
+            assert _stderr_lines(proc.stderr) == [expected]
+    finally:
+        drop_database(server_url, name)
 
 
 def test_env_file_is_read_as_dotenv_files_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
