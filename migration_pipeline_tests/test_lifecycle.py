@@ -122,6 +122,11 @@ def test_a_source_that_lost_rows_blocks_promotion_until_allowed(database_url: st
     assert outcomes["live_row_loss"].details["tables"]["users"] == {"live": 60, "staged": 50}
     with connect(database_url) as conn:
         before = snapshot(conn)
+        # The reviewer sees what promotion would replace: live rows beside the loaded ones.
+        html = build_report(conn, SPEC, "run-a", tmp_path / "reports", outcome="blocked").read_text(encoding="utf-8")
+        assert "<th>quarantined</th><th>live before</th>" in html
+        assert "<tr><td><code>users</code></td><td class='n'>50</td><td class='n'>50</td><td class='n'>0</td>" \
+               "<td class='n'>60</td>" in html
         with pytest.raises(PromotionBlockedError, match="live_row_loss"):
             promote(conn, SPEC, "run-a", actor="tester")
         assert snapshot(conn) == before

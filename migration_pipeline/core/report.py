@@ -97,6 +97,9 @@ def build_report(
     out_dir = report_root / spec.name / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     checksum_details: dict[str, Any] = next((c[3] for c in checks if c[0] == "checksum_reconciliation"), {}) or {}
+    # What promotion replaces, as the live_row_loss gate counted it.
+    live_gate: dict[str, Any] = next((c[3] for c in checks if c[0] == "live_row_loss"), {}) or {}
+    live_before: dict[str, Any] = live_gate.get("tables", {})
     docs = next((c[3].get("data_docs") for c in checks if c[0].startswith("gx_suite_") and c[3].get("data_docs")), "")
 
     passed_all = bool(checks) and all(c[1] for c in checks)
@@ -111,13 +114,14 @@ def build_report(
         f"<b>{_e(phase.phase)}</b>" + (f" · approved by <b>{_e(phase.approved_by)}</b>" if phase.approved_by else "")
         + "</div>",
         "<h2>Tables</h2><table><tr><th>table</th><th>source records</th><th>loaded</th><th>quarantined</th>"
-        "<th>checksum source</th><th>checksum target</th></tr>",
+        "<th>live before</th><th>checksum source</th><th>checksum target</th></tr>",
     ]
     for table, c in counts.items():
         cs = checksum_details.get("tables", {}).get(table, {})
         parts.append(
             f"<tr><td><code>{_e(table)}</code></td><td class='n'>{c['source']}</td><td class='n'>{c['staged']}</td>"
-            f"<td class='n'>{c['quarantined']}</td><td><code>{_e(cs.get('source', 'derived'))}</code></td>"
+            f"<td class='n'>{c['quarantined']}</td><td class='n'>{live_before.get(table, {}).get('live', '—')}</td>"
+            f"<td><code>{_e(cs.get('source', 'derived'))}</code></td>"
             f"<td><code>{_e(cs.get('target', '—'))}</code></td></tr>")
     parts.append("</table>")
     parts.append(_bar_chart("Rows loaded per table", {t: c["staged"] for t, c in counts.items()}, "#2f80ed"))
