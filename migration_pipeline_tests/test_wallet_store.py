@@ -501,7 +501,7 @@ def test_parallel_staging_of_a_generated_store(database_url: str, tmp_path: Path
     assert summary.files_mapped == generated.mapped_files == 6001
     assert summary.files_unmapped == generated.unmapped_files + 1 == 4
     # The staged asset's metadata times each part, the finish's three steps too.
-    assert sorted(summary.seconds) == ["discover", "finish_sql", "read_and_copy", "sql_foreign_keys",
+    assert sorted(summary.seconds) == ["discover", "finish_sql", "read_and_copy", "resume_check", "sql_foreign_keys",
                                        "sql_integrity", "sql_tables"]
     assert summary.seconds["finish_sql"] >= summary.seconds["sql_integrity"] + summary.seconds["sql_tables"] > 0
     with connect(database_url) as conn:

@@ -7,6 +7,8 @@ resumes after them, so nothing is read twice into the staging tables and nothing
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import multiprocessing
 import time
@@ -23,6 +25,7 @@ from psycopg import sql
 from migration_pipeline.core import ddl
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import MigrationError
+from migration_pipeline.core.manifest import describe_file
 from migration_pipeline.core.reconcile import file_counts
 from migration_pipeline.core.rows import RowEncoder, copy_field
 from migration_pipeline.core.spec import Batch, ManifestEntry, ReadContext, StoreSpec, TableSpec, Unit
@@ -55,11 +58,15 @@ def stage_store(
     secret: str | None,
     workers: int = 2,
     shards: Collection[int] | None = None,
+    reuse_staged: bool = False,
 ) -> StageSummary:
     """Load `spec`'s store under `source_root` into `<store>__staging`, resuming a crashed attempt.
 
-    With `shards`, only the units of those shards are loaded and the staging is left open (status
-    `loading`) for the other shards; without, every missing unit is loaded and the staging finished.
+    A unit committed by an earlier attempt is kept only if its files still hash to what was read then;
+    a changed unit is loaded again. With `reuse_staged`, a finished staging of the same source whose gates
+    never completed (the run died during them) is kept as it is. With `shards`, only the units of those
+    shards are loaded and the staging is left open (status `loading`) for the other shards; without,
+    every missing unit is loaded and the staging finished.
     """
     store_dir = source_root / spec.folder
     timings: dict[str, float] = {}
@@ -68,53 +75,100 @@ def stage_store(
         discovery = spec.discover(store_dir)
         timings["discover"] = time.perf_counter() - started
 
+        started = time.perf_counter()
         with connect(database_url) as conn:
-            plan_id, done_units, new_plan = _begin_plan(conn, spec, discovery.fingerprint, len(discovery.units), run_id)
-            if new_plan:  # a resumed plan's unmapped files were recorded with it, before any unit
-                _record_unmapped(conn, spec, plan_id, store_dir, discovery.unmapped)
+            plan = _begin_plan(conn, spec, plan_fingerprint(discovery.fingerprint, secret), len(discovery.units),
+                               run_id, reuse_staged and shards is None)
+            if plan.resumed:
+                changed = changed_units(conn, spec.name, plan.plan_id, store_dir, plan.done)
+                if changed and plan.status == "loading":
+                    discard_units(conn, spec, plan.plan_id, changed)
+                    plan.done -= changed
+                elif changed:  # its loaded tables were already transformed: only a new plan is exact
+                    plan = _new_plan(conn, spec, plan.fingerprint, len(discovery.units), run_id)
+            if not plan.resumed:  # a resumed plan's unmapped files were recorded with it, before any unit
+                _record_unmapped(conn, spec, plan.plan_id, store_dir, discovery.unmapped)
             conn.commit()
+        timings["resume_check"] = time.perf_counter() - started
 
         started = time.perf_counter()
         todo = [u for u in discovery.units
-                if u.number not in done_units and (shards is None or u.shard in shards)]
-        load_units(database_url, spec, plan_id, run_id, todo, ReadContext(store_dir=store_dir, secret=secret), pool,
-                   workers)
+                if u.number not in plan.done and (shards is None or u.shard in shards)]
+        load_units(database_url, spec, plan.plan_id, run_id, todo, ReadContext(store_dir=store_dir, secret=secret),
+                   pool, workers)
         timings["read_and_copy"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    if shards is None:
-        timings.update(finish_staging(database_url, spec, plan_id, run_id, workers))
+    if shards is None and plan.status != "staged":
+        timings.update(finish_staging(database_url, spec, plan.plan_id, run_id, workers))
     with connect(database_url) as conn:
-        summary = summarize(conn, spec, plan_id, run_id)
+        summary = summarize(conn, spec, plan.plan_id, run_id)
     timings["finish_sql"] = time.perf_counter() - started  # the three steps and the summary's counts
     in_scope = tuple(u for u in discovery.units if shards is None or u.shard in shards)
     summary.in_scope = in_scope
-    summary.resumed_units = sum(1 for u in in_scope if u.number in done_units)
+    summary.resumed_units = sum(1 for u in in_scope if u.number in plan.done)
     summary.seconds = timings
     return summary
 
 
+# Bumped whenever what a unit stages changes, so that no plan of an older version is ever resumed.
+PLAN_FORMAT = "2"
+
+
+def plan_fingerprint(source_fingerprint: str, secret: str | None) -> str:
+    """What a plan may be resumed under: the store's listing, the plan format and the secret the keys were
+    verified with (as an HMAC, which says nothing of the secret that the stored ciphertexts do not)."""
+    digest = hashlib.sha256(f"{PLAN_FORMAT}\0{source_fingerprint}\0".encode())
+    if secret is not None:
+        digest.update(hmac.new(secret.encode("utf-8"), b"migration-pipeline plan", hashlib.sha256).digest())
+    return digest.hexdigest()
+
+
+@dataclass
+class _Plan:
+    plan_id: str
+    fingerprint: str
+    status: str            # loading, finishing or staged
+    resumed: bool
+    done: set[int] = field(default_factory=set)  # units already committed
+
+
 def _begin_plan(
-    conn: psycopg.Connection, spec: StoreSpec, fingerprint: str, units_total: int, run_id: str
-) -> tuple[str, set[int], bool]:
-    """(plan id, units already committed, whether the plan is new) of the plan this run loads."""
+    conn: psycopg.Connection, spec: StoreSpec, fingerprint: str, units_total: int, run_id: str, reuse_staged: bool
+) -> _Plan:
+    """The plan this run loads: the store's open plan of the same fingerprint (or, with `reuse_staged`, its
+    finished plan whose gates never completed), else a new one."""
     # Serialises runs that start a plan at the same moment (e.g. shard runs of one backfill).
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('plan:' || %s))", (spec.name,))
     row = conn.execute(
         "SELECT plan_id, fingerprint, status FROM migration.staging WHERE store = %s FOR UPDATE", (spec.name,)
     ).fetchone()
-    if row and row[2] in ("loading", "finishing") and row[1] == fingerprint:
-        plan_id = row[0]
-        done = {
-            r[0]
-            for r in conn.execute(
-                "SELECT DISTINCT unit_no FROM migration.unit_progress WHERE store = %s AND plan_id = %s",
-                (spec.name, plan_id),
-            )
-        }
-        conn.execute("UPDATE migration.staging SET run_id = %s WHERE store = %s", (run_id, spec.name))
-        return plan_id, done, False
+    resumable = row is not None and row[1] == fingerprint and (
+        row[2] in ("loading", "finishing") or (row[2] == "staged" and reuse_staged and not _gated(conn, spec, row[0])))
+    if not resumable:
+        return _new_plan(conn, spec, fingerprint, units_total, run_id)
+    assert row is not None
+    plan_id = row[0]
+    done = {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT unit_no FROM migration.unit_progress WHERE store = %s AND plan_id = %s",
+            (spec.name, plan_id),
+        )
+    }
+    # The run that resumes owns the plan now: its gates and its promotion (derived rows keep their loader's run id).
+    conn.execute("UPDATE migration.staging SET run_id = %s WHERE store = %s", (run_id, spec.name))
+    return _Plan(plan_id, fingerprint, row[2], True, done)
 
+
+def _gated(conn: psycopg.Connection, spec: StoreSpec, plan_id: str) -> bool:
+    """Whether the store's gates completed on this plan (they record every outcome at once, at their end)."""
+    return conn.execute(
+        "SELECT 1 FROM migration.check_results WHERE store = %s AND plan_id = %s"
+        " AND check_name = 'row_count_reconciliation' LIMIT 1", (spec.name, plan_id)).fetchone() is not None
+
+
+def _new_plan(conn: psycopg.Connection, spec: StoreSpec, fingerprint: str, units_total: int, run_id: str) -> _Plan:
     plan_id = uuid.uuid4().hex[:16]
     ddl.create_staging_tables(conn, spec, BOOKKEEPING)
     discard_unkept_bookkeeping(conn, spec)
@@ -126,7 +180,42 @@ def _begin_plan(
              started_at = now(), staged_at = NULL""",
         (spec.name, plan_id, fingerprint, run_id, units_total),
     )
-    return plan_id, set(), True
+    return _Plan(plan_id, fingerprint, "loading", False)
+
+
+def changed_units(
+    conn: psycopg.Connection, store: str, plan_id: str, store_dir: Path, units: Collection[int], threads: int = 4
+) -> set[int]:
+    """The units among `units` whose files no longer hash (SHA-256, size) to what their load read. The
+    names alone prove nothing: a store replaced by another version keeps its names."""
+    recorded = conn.execute(
+        "SELECT unit_no, path, size_bytes, sha256 FROM migration.source_manifest"
+        " WHERE store = %s AND plan_id = %s AND unit_no = ANY(%s)", (store, plan_id, list(units))).fetchall()
+    changed: set[int] = set()
+    with ThreadPoolExecutor(threads, thread_name_prefix="rehash") as pool:
+        for start in range(0, len(recorded), 4096):  # a slice at a time: no future per file of millions at once
+            part = recorded[start : start + 4096]
+            now = pool.map(lambda r: describe_file(store_dir, r[1], mapped=True), part)
+            changed.update(r[0] for r, entry in zip(part, now, strict=True) if (entry.size_bytes, entry.sha256) != r[2:])
+    # A unit that recorded no file at all cannot be proven unchanged.
+    changed |= set(units) - {r[0] for r in recorded}
+    return changed
+
+
+def discard_units(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, units: Collection[int]) -> None:
+    """Remove everything the given committed units of an open plan wrote, so that they load again."""
+    numbers = list(units)
+    paths = [r[0] for r in conn.execute(
+        "SELECT path FROM migration.source_manifest WHERE store = %s AND plan_id = %s AND unit_no = ANY(%s)",
+        (spec.name, plan_id, numbers))]
+    for table in (t for t in spec.tables if t.loaded):
+        conn.execute(sql.SQL("DELETE FROM {} WHERE _source_file = ANY(%s)").format(
+            ddl.qualified(spec.staging_schema, table.name)), (paths,))
+    conn.execute("DELETE FROM migration.flagged_records WHERE store = %s AND plan_id = %s AND source_file = ANY(%s)",
+                 (spec.name, plan_id, paths))
+    for bookkeeping in ("quarantine", "source_manifest", "unit_progress"):
+        conn.execute(sql.SQL("DELETE FROM migration.{} WHERE store = %s AND plan_id = %s AND unit_no = ANY(%s)").format(
+            sql.Identifier(bookkeeping)), (spec.name, plan_id, numbers))
 
 
 def discard_unkept_bookkeeping(conn: psycopg.Connection, spec: StoreSpec) -> None:
@@ -147,22 +236,24 @@ def _kept_plans(conn: psycopg.Connection, store: str) -> list[str]:
 def _record_unmapped(
     conn: psycopg.Connection, spec: StoreSpec, plan_id: str, store_dir: Path, unmapped: Iterable[str]
 ) -> None:
-    from migration_pipeline.core.manifest import describe_file
-
     entries = [describe_file(store_dir, rel, mapped=False) for rel in unmapped]
     _copy_manifest(conn.cursor(), spec.name, plan_id, entries)
 
 
-def _copy_manifest(cur: psycopg.Cursor, store: str, plan_id: str, entries: Iterable[ManifestEntry]) -> None:
+def _copy_manifest(
+    cur: psycopg.Cursor, store: str, plan_id: str, entries: Iterable[ManifestEntry], unit_no: int | None = None
+) -> None:
     # Formatted here rather than by write_row: this runs once per source file, millions of times.
+    suffix = f"\t{copy_field(unit_no)}\n"
     prefix = f"{copy_field(store)}\t{copy_field(plan_id)}\t"
     text = "".join(
         f"{prefix}{copy_field(e.path)}\t{e.size_bytes}\t{copy_field(e.sha256)}\t"
-        f"{'mapped' if e.mapped else 'unmapped'}\t{copy_field(e.mtime_ns)}\n"
+        f"{'mapped' if e.mapped else 'unmapped'}\t{copy_field(e.mtime_ns)}{suffix}"
         for e in entries
     )
     with cur.copy(
-        "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status, mtime_ns) FROM STDIN"
+        "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status, mtime_ns, unit_no)"
+        " FROM STDIN"
     ) as copy:
         if text:
             copy.write(text)
@@ -259,7 +350,7 @@ def _write_side_records(
             for f in batch.flagged:
                 copy.write_row((store, plan_id, f.table, f.source_file, f.locator, f.reason, f.message))
     if batch.manifest:
-        _copy_manifest(cur, store, plan_id, batch.manifest)
+        _copy_manifest(cur, store, plan_id, batch.manifest, unit_no)
 
 
 # --- the process pool -------------------------------------------------------------------------------

@@ -170,8 +170,9 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
             metadata.update({"mode": "incremental", "changes": changes.describe(), "files_read": synced.files_read,
                              "rows_carried": synced.rows_carried, "soft_deleted": synced.soft_deleted})
             return MaterializeResult(metadata=metadata)
+        # A run that died during the gates left a finished staging: it is checked and kept, not reloaded.
         summary = stage_store(migration.database_url, spec, migration.root(), context.run_id, secret,
-                              workers=migration.worker_count())
+                              workers=migration.worker_count(), reuse_staged=True)
         with migration.connect() as conn:
             if get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
                 set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id)
