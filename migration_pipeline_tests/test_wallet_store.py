@@ -180,9 +180,10 @@ def test_samples_match_expected_md(database_url: str, tmp_path: Path) -> None:
             if has_key:
                 assert ciphertext == record["encryptedPrivateKey"], name
                 assert iv == record["iv"], name
-            else:
-                assert ciphertext is None and iv is None, name
+            else:  # issue 14.3: a keyless wallet keeps the iv its file carries
+                assert ciphertext is None and iv == record["iv"] and iv is not None, name
         assert sum(1 for r in rows if r[5] is not None) == 13
+        assert sum(1 for r in rows if r[6] is not None) == 16
         assert Counter(r[3] for r in rows) == {"trading": 11, "base-account": 4, "polygon": 1}
 
         quarantine = conn.execute(
@@ -400,7 +401,12 @@ def test_normalize_valid_wallet() -> None:
         else:
             record["encryptedPrivateKey"] = empty
         row = _normalize(record, "wallet_2_base-account.json")
-        assert (row[3], row[4], row[6]) == (None, None, "base-account")
+        assert (row[3], row[4], row[6]) == (None, BASE_ACCOUNT["iv"], "base-account")
+    keyless_without_iv = {k: v for k, v in BASE_ACCOUNT.items() if k not in ("encryptedPrivateKey", "iv")}
+    assert _normalize(keyless_without_iv, "wallet_2_base-account.json")[3:5] == (None, None)
+    with pytest.raises(_Reject, match="iv is not 16 bytes") as rejected:
+        _normalize({**keyless_without_iv, "iv": "abc"}, "wallet_2_base-account.json")
+    assert rejected.value.reason == "invalid_iv"
 
 
 def test_read_unit_flags_exactly_the_keys_that_do_not_verify(tmp_path: Path) -> None:

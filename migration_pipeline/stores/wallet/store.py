@@ -221,7 +221,11 @@ def normalize_wallet(name: str, data: bytes, wallet_id: int, mtime_ns: int) -> t
     if ciphertext in (None, ""):
         if chain == "ethereum":
             raise _Reject("missing_key", "an ethereum (trading) wallet has no encryptedPrivateKey")
-        ciphertext = iv = None
+        ciphertext = None
+        if iv in (None, ""):  # a keyless wallet's iv is kept as it came, when it came
+            iv = None
+        elif not isinstance(iv, str) or not IV_RE.fullmatch(iv):
+            raise _Reject("invalid_iv", "iv is not 16 bytes as 32 hex characters")
     else:
         if not isinstance(ciphertext, str) or len(ciphertext) % 32 or not _HEX.fullmatch(ciphertext):
             raise _Reject("invalid_ciphertext", "encryptedPrivateKey is not hex of whole AES blocks")
@@ -312,7 +316,7 @@ WALLET_STORE = StoreSpec(
                 ),
                 ex.unexpected_rows(
                     "a key always comes with its iv, and every ethereum wallet has a key",
-                    "SELECT id, fid, chain FROM {batch} WHERE (encrypted_private_key IS NULL) <> (iv IS NULL)"
+                    "SELECT id, fid, chain FROM {batch} WHERE (encrypted_private_key IS NOT NULL AND iv IS NULL)"
                     " OR (chain = 'ethereum' AND encrypted_private_key IS NULL)",
                 ),
             ),
