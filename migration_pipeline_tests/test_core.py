@@ -126,9 +126,10 @@ def test_check_violations_are_quarantined_not_fatal(database_url: str) -> None:
     assert moved == 2
     assert left == [(1,)]
     # After the quarantine, the live CHECKs hold on the staged table: they are in place for promotion.
-    assert checks == [("wallets_address_check", "c"), ("wallets_check", "c"), ("wallets_iv_check", "c")]
+    assert checks == [("wallets_address_check", "c"), ("wallets_iv_check", "c"), ("wallets_key_has_iv", "c")]
     assert quarantined == [
-        ("f2.json", "constraint_violation", "violates CHECK constraint wallets_check", encoder.row_hash(key_without_iv)),
+        ("f2.json", "constraint_violation", "violates CHECK constraint wallets_key_has_iv",
+         encoder.row_hash(key_without_iv)),
         ("f3.json", "constraint_violation", "violates CHECK constraint wallets_iv_check", encoder.row_hash(bad_iv)),
     ]
 
@@ -160,7 +161,7 @@ def test_keys_and_checks_of_clean_rows_are_built_before_any_search(database_url:
     # (fid, chain) = (6, base) twice: that key is not built and stays with the duplicate search.
     assert enforced == {("id",)}
     assert moved == 0 and quarantined == (0,)
-    assert built == [("wallets_address_check", "c"), ("wallets_check", "c"), ("wallets_iv_check", "c"),
+    assert built == [("wallets_address_check", "c"), ("wallets_iv_check", "c"), ("wallets_key_has_iv", "c"),
                      ("wallets_pkey", "p")]
 
 
@@ -538,11 +539,11 @@ def test_unreachable_database_is_one_line() -> None:
     assert isinstance(info.value.__cause__, type(None)) and not isinstance(info.value, psycopg.Error)
 
 
-def test_a_value_postgresql_refuses_aborts_only_its_unit_and_is_never_quoted(database_url: str) -> None:
-    """If a store lets a bad value through to COPY, the error names the unit, not the value."""
+def test_a_value_of_the_wrong_type_is_quarantined_by_column_never_quoted(database_url: str) -> None:
+    """If a store lets a value of the wrong type through, the row is quarantined before COPY, naming its
+    column and describing the value, and the rest of the unit loads."""
     import dataclasses
 
-    from migration_pipeline.core.errors import MigrationError
     from migration_pipeline.core.spec import Batch, ReadContext, Unit
     from migration_pipeline.core.stage import load_unit
 
@@ -551,16 +552,16 @@ def test_a_value_postgresql_refuses_aborts_only_its_unit_and_is_never_quoted(dat
         created = datetime(2025, 1, 1, tzinfo=UTC)
         batch.add_row("wallets", (1, "SECRET-0xdeadbeef", "0x" + "a" * 40, None, None, "x", "x", created, created,
                                   "f.json", "file", 1))
+        batch.add_row("wallets", (2, 5, "0x" + "b" * 40, None, None, "x", "x", created, created, "g.json", "file", 2))
         yield batch
 
     spec = dataclasses.replace(WALLET_STORE, read_unit=bad_reader)
     with connect(database_url) as conn:
         ddl.create_staging_tables(conn, spec, BOOKKEEPING)
         conn.commit()
-        with pytest.raises(MigrationError) as info:
-            load_unit(conn, spec, "plan", "run", Unit(7, ()), ReadContext(Path("."), None))
-        left = conn.execute('SELECT count(*) FROM "wallet__staging".wallets').fetchone()
-        progress = conn.execute("SELECT count(*) FROM migration.unit_progress").fetchone()
-    assert "SECRET" not in str(info.value) and "deadbeef" not in str(info.value)
-    assert str(info.value).startswith("wallet: PostgreSQL refused unit 7 (InvalidTextRepresentation, SQLSTATE 22P02)")
-    assert left == (0,) and progress == (0,)
+        seen = load_unit(conn, spec, "plan", "run", Unit(7, ()), ReadContext(Path("."), None))
+        left = conn.execute('SELECT id FROM "wallet__staging".wallets').fetchall()
+        quarantined = conn.execute("SELECT source_file, reason, message, unit_no FROM migration.quarantine").fetchall()
+        progress = conn.execute("SELECT records_seen, rows_emitted FROM migration.unit_progress").fetchall()
+    assert seen == {"wallets": 2} and left == [(2,)] and progress == [(2, 1)]
+    assert quarantined == [("f.json", "invalid_value", "column fid: a str where bigint is expected", 7)]

@@ -10,6 +10,7 @@ are surrogate ids the engine may renumber (`Column.hashed=False`).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -73,7 +74,35 @@ def _array_literal(value: Sequence[str | None]) -> str:
 
 
 def _jsonb(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson stops at integers beyond 64 bits, which JSON and jsonb hold exactly
+        if _has_unstorable_text(value):
+            raise ValueError("a string in the value is not storable in jsonb") from None
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _has_unstorable_text(value: Any) -> bool:
+    """A NUL or a lone surrogate in any key or string of a JSON value: jsonb refuses both."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, str) and ("\x00" in item or not (item.isascii() or _utf8(item))):
+            return True
+    return False
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # Per kind: the canonical text (hashed, and the base of the COPY text), and how the COPY text follows
@@ -89,6 +118,7 @@ _CANONICAL: dict[ColumnKind, Callable[[Any], str]] = {
     "text[]": _text_array_hash,
     "jsonb": _jsonb,
 }
+jsonb_text = _jsonb
 
 
 # How the COPY text follows from the canonical text `t` of value `v`. Kinds whose canonical text can

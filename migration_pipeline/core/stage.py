@@ -13,11 +13,12 @@ import io
 import multiprocessing
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -28,7 +29,8 @@ from migration_pipeline.core.errors import MigrationError
 from migration_pipeline.core.manifest import describe_file
 from migration_pipeline.core.reconcile import file_counts
 from migration_pipeline.core.rows import RowEncoder, copy_field
-from migration_pipeline.core.spec import Batch, ManifestEntry, ReadContext, StoreSpec, TableSpec, Unit
+from migration_pipeline.core.spec import Batch, ManifestEntry, Quarantined, ReadContext, StoreSpec, TableSpec, Unit
+from migration_pipeline.core.values import ColumnType, Unstorable, column_types, diagnose, fast_check
 
 BOOKKEEPING = ("_source_file", "_locator", "_seq")
 
@@ -298,11 +300,26 @@ def _load_unit(
             for table_name, rows in batch.rows.items():
                 table = spec.table(table_name)
                 encoder = _encoder(spec, table)
+                fits = _fit_check(conn, spec, table)
                 buffer = io.StringIO()
                 total = 0
                 width = encoder.width
+                refused = 0
                 for row in rows:
-                    line, row_hash = encoder.encode(row[:width], row[width:])
+                    values = row[:width]
+                    try:
+                        line, row_hash = encoder.encode(values, row[width:])
+                        stored = fits.fast(values) and "\x00" not in line and (
+                            not fits.has_json or "\\\\u0000" not in line or fits.diagnose(values) is None)
+                    except (ValueError, TypeError, ArithmeticError, UnicodeError):
+                        stored = False
+                    if not stored:
+                        problem = fits.diagnose(values) or Unstorable(
+                            "invalid_value", "a value cannot be written for its column")
+                        batch.quarantined.append(Quarantined(
+                            table_name, str(row[width]), str(row[width + 1]), problem.reason, problem.message))
+                        refused += 1
+                        continue
                     total += row_hash
                     buffer.write(line)
                 columns = [c.name for c in table.columns] + list(BOOKKEEPING)
@@ -314,7 +331,7 @@ def _load_unit(
                     )
                 ) as copy:
                     copy.write(buffer.getvalue())
-                emitted[table_name] += len(rows)
+                emitted[table_name] += len(rows) - refused
                 hash_sums[table_name] += total
             for table_name, count in batch.seen.items():
                 seen[table_name] += count
@@ -351,6 +368,30 @@ def _write_side_records(
                 copy.write_row((store, plan_id, f.table, f.source_file, f.locator, f.reason, f.message))
     if batch.manifest:
         _copy_manifest(cur, store, plan_id, batch.manifest, unit_no)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """A table's column types as the catalog has them, and the checks built from them."""
+
+    types: list[ColumnType]
+    fast: Callable[[Sequence[Any]], bool]
+    has_json: bool
+
+    def diagnose(self, values: Sequence[Any]) -> Unstorable | None:
+        return diagnose(self.types, values)
+
+
+_FITS: dict[tuple[str, str], _Fit] = {}
+
+
+def _fit_check(conn: psycopg.Connection, spec: StoreSpec, table: TableSpec) -> _Fit:
+    """Built once per table and process, from the staged table (whose columns are the live table's)."""
+    key = (spec.staging_schema, table.name)
+    if key not in _FITS:
+        types = column_types(conn, spec.staging_schema, table.name, [c.name for c in table.columns])
+        _FITS[key] = _Fit(types, fast_check(types), any(t.data_type == "jsonb" for t in types))
+    return _FITS[key]
 
 
 # --- the process pool -------------------------------------------------------------------------------

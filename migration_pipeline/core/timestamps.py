@@ -23,20 +23,24 @@ def from_ns(nanoseconds: int) -> datetime:
 
 
 def parse_timestamp(value: object, epoch_unit: EpochUnit = "auto") -> datetime:
-    """A timezone-aware UTC datetime, or InvalidTimestamp (whose message names the type, not the value)."""
+    """A timezone-aware UTC datetime, or InvalidTimestamp (whose message names the type, not the value).
+
+    A time that exists only outside years 1..9999 once in UTC (9999-12-31T23:00-05:00) is invalid, not clamped:
+    clamping would load a value the source does not hold."""
     if isinstance(value, bool):
         raise InvalidTimestamp("a boolean is not a timestamp")
     if isinstance(value, int | float):
-        seconds = float(value)
-        if epoch_unit == "ms" or (epoch_unit == "auto" and abs(value) >= _MS_THRESHOLD):
-            seconds = value / 1000
         try:
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError, ValueError):
+            if epoch_unit == "ms" or (epoch_unit == "auto" and abs(value) >= _MS_THRESHOLD):
+                return _EPOCH + timedelta(milliseconds=value)
+            return _EPOCH + timedelta(seconds=value)
+        except (OverflowError, ValueError):  # beyond datetime's years, or NaN / infinity
             raise InvalidTimestamp("epoch number out of range") from None
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # isdigit alone accepts '²' and other scripts' digits
+            if len(text) > 20:
+                raise InvalidTimestamp("epoch number out of range")
             return parse_timestamp(int(text), epoch_unit)
         try:
             parsed = datetime.fromisoformat(text)
@@ -44,7 +48,8 @@ def parse_timestamp(value: object, epoch_unit: EpochUnit = "auto") -> datetime:
             raise InvalidTimestamp("not ISO-8601") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        if not 1 <= parsed.astimezone(UTC).year <= 9999:
-            raise InvalidTimestamp("year out of range")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise InvalidTimestamp("out of range once converted to UTC (before year 1 or after 9999)") from None
     raise InvalidTimestamp(f"{type(value).__name__} is not a timestamp")

@@ -36,6 +36,7 @@ from migration_pipeline.core.spec import (
     Unit,
 )
 from migration_pipeline.core.timestamps import InvalidTimestamp, from_ns, parse_timestamp
+from migration_pipeline.core.values import describe_value
 from migration_pipeline.stores import expectations as ex
 
 WALLET_DIR = "storage/wallets"
@@ -198,17 +199,27 @@ def normalize_wallet(name: str, data: bytes, wallet_id: int, mtime_ns: int) -> t
         raise _Reject("invalid_fid", "the fid in the file name is not a positive 64-bit integer")
     fid = record.get("fid")
     if fid is not None:
-        if isinstance(fid, str) and fid.strip().isdigit():
-            fid = int(fid)
+        if isinstance(fid, str):
+            digits = fid.strip()
+            # isdigit alone accepts '²' and other scripts' digits, which int() then refuses
+            if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+                raise _Reject("invalid_fid", f"fid inside the file is a string of {len(fid)} characters that is not"
+                              " a positive 64-bit integer in ASCII digits")
+            fid = int(digits)
+        if isinstance(fid, float):
+            raise _Reject("invalid_fid", "fid inside the file is a JSON number with a fraction or an exponent"
+                          " (such as 1e30), not an integer")
         if not isinstance(fid, int) or isinstance(fid, bool):
-            raise _Reject("invalid_fid", "fid inside the file is not an integer")
+            raise _Reject("invalid_fid", f"fid inside the file is a JSON {_json_type(fid)}, not an integer")
         if fid != name_fid and not 0 < fid <= MAX_FID:
             raise _Reject("invalid_fid", "fid inside the file is not a positive 64-bit integer")
         if fid != name_fid:
             raise _Reject("fid_mismatch", f"fid {fid} inside the file differs from fid {name_fid} in its name")
     content_chain = record.get("chain")
     if content_chain not in (None, chain):
-        raise _Reject("chain_mismatch", f"chain {content_chain!r} inside the file differs from {chain!r} in its name")
+        # Described, never quoted: a field of a hand-edited file may hold anything, a pasted key included.
+        raise _Reject("chain_mismatch", f"chain inside the file ({describe_value(content_chain)}) differs from"
+                      f" {chain!r} in its name")
 
     address = record.get("address")
     if not isinstance(address, str) or not ADDRESS_RE.fullmatch(address):
@@ -240,6 +251,10 @@ def normalize_wallet(name: str, data: bytes, wallet_id: int, mtime_ns: int) -> t
 
     wallet_type = "trading" if chain == "ethereum" else chain
     return (wallet_id, name_fid, address, ciphertext, iv, chain, wallet_type, created_at, created_at)
+
+
+def _json_type(value: Any) -> str:
+    return {str: "string", bool: "boolean", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def _key_verification(conn: psycopg.Connection, store: str, plan_id: str) -> tuple[bool, str, dict[str, Any]]:
