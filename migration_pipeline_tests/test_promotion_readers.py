@@ -275,3 +275,28 @@ def test_cutover_after_a_blocked_run_approves_the_live_version(
                                      f"approved by alice: the live version, plan {plan_1} of run run-1")
         assert snapshot(conn) == live
         assert "approved by <b>alice</b>" in report.read_text(encoding="utf-8")
+
+
+def test_a_reader_that_began_after_staging_is_not_disconnected_though_an_old_transaction_drags_its_xmin(
+    database_url: str, roots: dict[str, Path], tmp_path: Path
+) -> None:
+    """A snapshot's xmin is the oldest transaction running when it was taken: an old writer makes a new
+    reader's xmin older than the staged data, yet the reader sees every staged row."""
+    stage_gate_promote(database_url, roots["A"], "run-a", tmp_path)
+    writer = reader(database_url)
+    writer.execute("BEGIN")
+    writer.execute("SELECT pg_current_xact_id()")  # an xid older than the staged data, kept running
+    stage_and_gate(database_url, roots["B"], "run-b", tmp_path)
+    app = reader(database_url)
+    app.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    app.execute("SELECT count(*) FROM migration.store_phase")
+    with connect(database_url) as conn:
+        assert conn.execute(
+            "SELECT age(backend_xmin) >= age(xmin) FROM pg_stat_activity, migration.staging WHERE pid = %s",
+            (app.info.backend_pid,)).fetchone() == (True,)
+        promote(conn, SPEC, "run-b", actor="tester", attempts=1, lock_timeout=0.2, backoff=0)
+    assert counts(app) == NEW  # its snapshot sees the staged rows: the new version, whole
+    app.execute("COMMIT")
+    writer.execute("COMMIT")
+    app.close()
+    writer.close()

@@ -18,9 +18,10 @@ statement, but reads its rows with the transaction's snapshot):
   open cursor) and that has not read the live tables yet would, after the swap, find the new tables
   by name and see none of their rows (they were written after its snapshot). Before the swap,
   promotion (holding the locks) looks for such sessions: client backends of this database, other than
-  the pipeline's own (`application_name` migration-pipeline), whose role may use the store's schema
-  and whose `backend_xmin` is at or before the transaction that marked the data staged (every staged
-  row was committed before it). It waits for them through its attempts; on the last one it
+  the pipeline's own (`application_name` migration-pipeline), whose role may use the store's schema,
+  whose transaction began before the data was marked staged (`xact_start`; every staged row was
+  committed before that) and whose `backend_xmin` is at or before the transaction that marked it
+  (a later xmin means a snapshot that sees every staged row). It waits for them through its attempts; on the last one it
   disconnects them (`pg_terminate_backend`, waiting for them to exit), so such a reader's next query
   fails with a connection error it can retry and never returns zero rows. With
   `terminate_stale_readers=False` it fails alone instead and they keep reading the old version.
@@ -152,28 +153,41 @@ def _lock_each(conn: psycopg.Connection, schema: str, lock_timeout: float) -> No
             with conn.transaction():
                 conn.execute(sql.SQL("LOCK TABLE {}.{} IN ACCESS EXCLUSIVE MODE").format(
                     sql.Identifier(schema), sql.Identifier(table)))
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+        except psycopg.errors.LockNotAvailable:
             raise _Busy(f"could not lock {name} within {lock_timeout:g} s (held by "
                         f"{_lock_holders(conn, name)})") from None
+        except psycopg.errors.DeadlockDetected:
+            raise _Busy(f"deadlocked waiting to lock {name} (held by {_lock_holders(conn, name)})") from None
 
 
-def _stale_readers(conn: psycopg.Connection, spec: StoreSpec, staged_xid: str) -> list[tuple[object, object, object]]:
-    """Sessions whose snapshot may not see every staged row and that may read the store's schema."""
+@dataclass(frozen=True)
+class _Staged:
+    xid: str  # the transaction that marked the data staged: every staged row was committed before it began
+    at: object  # its start (now()), so after every staged row was committed
+
+
+def _stale_readers(conn: psycopg.Connection, spec: StoreSpec, staged: _Staged) -> list[tuple[object, object, object]]:
+    """Sessions whose snapshot may not see every staged row and that may read the store's schema.
+
+    Both conditions are needed: a snapshot's xmin is the oldest transaction running anywhere when it was
+    taken, so one long transaction drags every newer snapshot's xmin below the staged data; a
+    transaction that began after the data was staged took all its snapshots after it was committed."""
     conn.execute("SELECT pg_stat_clear_snapshot()")  # pg_stat_activity is otherwise frozen per transaction
     return conn.execute(
         """SELECT pid, application_name, state FROM pg_stat_activity
            WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
              AND application_name IS DISTINCT FROM %s AND backend_xmin IS NOT NULL
-             AND age(backend_xmin) >= age(%s::xid) AND has_schema_privilege(usesysid, %s, 'USAGE')
-           ORDER BY pid""", (PIPELINE_APPLICATION, staged_xid, spec.schema)).fetchall()
+             AND age(backend_xmin) >= age(%s::xid) AND coalesce(xact_start <= %s, true)
+             AND has_schema_privilege(usesysid, %s, 'USAGE')
+           ORDER BY pid""", (PIPELINE_APPLICATION, staged.xid, staged.at, spec.schema)).fetchall()
 
 
-def _no_stale_readers(conn: psycopg.Connection, spec: StoreSpec, staged_xid: str, terminate: float | None) -> None:
-    stale = _stale_readers(conn, spec, staged_xid)
+def _no_stale_readers(conn: psycopg.Connection, spec: StoreSpec, staged: _Staged, terminate: float | None) -> None:
+    stale = _stale_readers(conn, spec, staged)
     if stale and terminate is not None:
         for pid, _, _ in stale:
             conn.execute("SELECT pg_terminate_backend(%s, %s)", (pid, max(1, int(terminate * 1000))))
-        stale = _stale_readers(conn, spec, staged_xid)
+        stale = _stale_readers(conn, spec, staged)
     if stale:
         many = f"{len(stale)} transactions still read" if len(stale) > 1 else "1 transaction still reads"
         raise _Busy(f"{many} with a snapshot older than the staged data ({'; '.join(_session(r) for r in stale)}) "
@@ -221,13 +235,13 @@ def _promote_once(
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('promote:' || %s))", (spec.name,))
         except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
             raise _Busy(f"another promotion or rollback of {spec.name} held its lock for {lock_timeout:g} s") from None
-        # xmin: the transaction that marked the data staged, after every staged row was committed.
+        # xmin and staged_at: the transaction that marked the data staged, after every staged row was committed.
         staging = conn.execute(
-            "SELECT plan_id, status, run_id, xmin::text FROM migration.staging WHERE store = %s FOR UPDATE",
+            "SELECT plan_id, status, run_id, xmin::text, staged_at FROM migration.staging WHERE store = %s FOR UPDATE",
             (spec.name,)).fetchone()
         if staging is None or staging[1] != "staged":
             raise PromotionBlockedError(f"{spec.name}: nothing staged to promote (run the load first)")
-        plan_id, _, staged_by, staged_xid = staging
+        plan_id, _, staged_by, staged_xid, staged_at = staging
         if staged_by != run_id and not adopt_staged:
             raise PromotionBlockedError(
                 f"{spec.name}: the staged data belongs to run {staged_by}, not {run_id}; another run restaged "
@@ -244,11 +258,16 @@ def _promote_once(
                 "overwrite them (recorded)")
         _lock_each(conn, spec.schema, lock_timeout)
         _lock_each(conn, spec.previous_schema, lock_timeout)
-        _no_stale_readers(conn, spec, staged_xid, terminate)
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(spec.previous_schema)))
-        _rename(conn, spec.schema, spec.previous_schema)
-        _rename(conn, spec.staging_schema, spec.schema)
-        ddl.enable_autovacuum(conn, spec.schema)
+        _no_stale_readers(conn, spec, _Staged(staged_xid, staged_at), terminate)
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(spec.previous_schema)))
+                _rename(conn, spec.schema, spec.previous_schema)
+                _rename(conn, spec.staging_schema, spec.schema)
+                ddl.enable_autovacuum(conn, spec.schema)
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+            raise _Busy(f"could not take the locks of the schema swap within {lock_timeout:g} s "
+                        f"(the tables of {spec.staging_schema} or the schemas themselves are in use)") from None
         conn.execute("UPDATE migration.staging SET status = 'promoted' WHERE store = %s", (spec.name,))
         notes = ["forced over cut_over"] if phase.phase == "cut_over" else []
         if staged_by != run_id:
