@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +27,6 @@ from migration_pipeline.core.promote import get_phase, promote
 from migration_pipeline.core.reconcile import current_plan
 from migration_pipeline.core.report import build_report
 from migration_pipeline.definitions import defs, job_name
-from migration_pipeline.lifecycle import cut_over_with_report
 
 from .test_lifecycle import SPEC, failure_text, history, set_env, snapshot, stage_and_gate, stage_gate_promote
 
@@ -267,8 +269,19 @@ def test_cutover_after_a_blocked_run_approves_the_live_version(
         build_report(conn, SPEC, "run-2", reports, outcome="blocked")
         assert get_phase(conn, "wallet").report_path == str((reports / "wallet" / "run-2" / "report.html").resolve())
 
-        report = cut_over_with_report(conn, "wallet", "alice", None, reports)
-        assert report == reports / "wallet" / "run-1" / "report.html"
+        conn.commit()
+    # The runbook's command (what a reviewer runs) says which version it approved.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATION_", "DAGSTER_"))}
+    env.update({"DAGSTER_HOME": str(tmp_path / "dagster_home"), "MIGRATION_SOURCE_ROOT": str(roots["B"]),
+                "MIGRATION_REPORT_DIR": str(reports)})
+    done = subprocess.run(
+        [sys.executable, "-m", "migration_pipeline.cli", "cutover", "--store", "wallet", "--approved-by", "alice",
+         "--database-url", database_url], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    report = reports / "wallet" / "run-1" / "report.html"
+    assert done.stdout == f"wallet: cut over the live version, plan {plan_1} of run run-1, approved by alice; " \
+                          f"report {report}\n"
+    with connect(database_url) as conn:
         phase = get_phase(conn, "wallet")
         assert (phase.phase, phase.run_id, phase.plan_id, phase.approved_by) == ("cut_over", "run-1", plan_1, "alice")
         assert history(conn)[-1] == ("promoted", "cut_over", "alice", None,
