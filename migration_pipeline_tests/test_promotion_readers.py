@@ -120,7 +120,8 @@ def test_promotion_told_not_to_disconnect_old_snapshots_fails_alone_and_the_read
     assert str(blocked.value) == (
         f"wallet: promotion gave up after 3 attempts: 1 transaction still reads with a snapshot older than the "
         f"staged data (pid {app_pid} 'wallet-app', idle in transaction) and would see the new tables empty; "
-        "nothing was changed: end it (or allow promotion to disconnect it) and re-materialize wallet/live, "
+        "nothing was changed: end it (or let promotion disconnect it: terminate_stale_readers) and re-materialize "
+        "wallet/live, "
         "nothing is reloaded")
     # Every query of the reader returns the complete old version.
     assert counts(app) == OLD

@@ -21,12 +21,12 @@ statement, but reads its rows with the transaction's snapshot):
   the pipeline's own (`application_name` migration-pipeline), whose role may use the store's schema,
   whose transaction began before the data was marked staged (`xact_start`; every staged row was
   committed before that) and whose `backend_xmin` is at or before the transaction that marked it
-  (a later xmin means a snapshot that sees every staged row). It waits for them through its attempts; on the last one it
-  disconnects them (`pg_terminate_backend`, waiting for them to exit), so such a reader's next query
-  fails with a connection error it can retry and never returns zero rows. With
-  `terminate_stale_readers=False` it fails alone instead and they keep reading the old version.
-  A transaction whose snapshot already sees the staged rows and has read no live table reads the new
-  version whole. This needs a role that sees other sessions' `pg_stat_activity` rows and may signal
+  (a later xmin means a snapshot that sees every staged row). It waits for them through its
+  attempts; on the last one it disconnects them (`pg_terminate_backend`, waiting for them to exit),
+  so such a reader's next query fails with a connection error it can retry and never returns zero
+  rows. With `terminate_stale_readers=False` it fails alone instead and they keep reading the old
+  version. A transaction whose snapshot already sees the staged rows and has read no live table
+  reads the new version whole. This needs a role that sees other sessions' `pg_stat_activity` rows and may signal
   them (superuser, or `pg_read_all_stats` and `pg_signal_backend`).
 """
 
@@ -127,6 +127,10 @@ def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
 class _Busy(Exception):
     """One attempt could not go ahead (a lock or an old snapshot); its transaction was rolled back."""
 
+    def __init__(self, reason: str, remedy: str = "end it") -> None:
+        super().__init__(reason)
+        self.remedy = remedy
+
 
 def _session(row: tuple[object, object, object]) -> str:
     pid, application, state = row
@@ -191,7 +195,7 @@ def _no_stale_readers(conn: psycopg.Connection, spec: StoreSpec, staged: _Staged
     if stale:
         many = f"{len(stale)} transactions still read" if len(stale) > 1 else "1 transaction still reads"
         raise _Busy(f"{many} with a snapshot older than the staged data ({'; '.join(_session(r) for r in stale)}) "
-                    "and would see the new tables empty")
+                    "and would see the new tables empty", "end it (or let promotion disconnect it: terminate_stale_readers)")
 
 
 def promote(
@@ -214,12 +218,11 @@ def promote(
                                  lock_timeout=lock_timeout,
                                  terminate=lock_timeout if terminate_stale_readers and attempt == attempts else None)
         except _Busy as busy:
-            reason = str(busy)
+            last = busy
         if attempt < attempts:
             time.sleep(backoff * 2 ** (attempt - 1))
-    end = "end it" if "held by" in reason else "end it (or allow promotion to disconnect it)"
     raise PromotionBlockedError(
-        f"{spec.name}: promotion gave up after {attempts} attempts: {reason}; nothing was changed: {end} and "
+        f"{spec.name}: promotion gave up after {attempts} attempts: {last}; nothing was changed: {last.remedy} and "
         f"re-materialize {spec.name}/live, nothing is reloaded")
 
 
@@ -234,7 +237,8 @@ def _promote_once(
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('promote:' || %s))", (spec.name,))
         except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
-            raise _Busy(f"another promotion or rollback of {spec.name} held its lock for {lock_timeout:g} s") from None
+            raise _Busy(f"another promotion or rollback of {spec.name} held its lock for {lock_timeout:g} s",
+                        "wait for it") from None
         # xmin and staged_at: the transaction that marked the data staged, after every staged row was committed.
         staging = conn.execute(
             "SELECT plan_id, status, run_id, xmin::text, staged_at FROM migration.staging WHERE store = %s FOR UPDATE",
@@ -267,7 +271,8 @@ def _promote_once(
                 ddl.enable_autovacuum(conn, spec.schema)
         except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
             raise _Busy(f"could not take the locks of the schema swap within {lock_timeout:g} s "
-                        f"(the tables of {spec.staging_schema} or the schemas themselves are in use)") from None
+                        f"(the tables of {spec.staging_schema} or the schemas themselves are in use)",
+                        "end the sessions using them") from None
         conn.execute("UPDATE migration.staging SET status = 'promoted' WHERE store = %s", (spec.name,))
         notes = ["forced over cut_over"] if phase.phase == "cut_over" else []
         if staged_by != run_id:
