@@ -248,8 +248,9 @@ def cmd_cutover(args: argparse.Namespace) -> int:
     spec = _store_arg(args.store)
     _schema_applied(env.database_url)
     with connect(env.database_url) as conn:
-        report = cut_over_with_report(conn, spec.name, args.approved_by, None, env.report_dir)
-    print(f"{spec.name}: cut over, approved by {args.approved_by}; report {report}")
+        approved: list[str] = []
+        report = cut_over_with_report(conn, spec.name, args.approved_by, None, env.report_dir, log=approved.append)
+    print(f"{approved[0]}; report {report}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """Jobs a reviewer launches from the UI (Launchpad, with config): cutover and rollback of a store."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -22,11 +23,14 @@ class RollbackConfig(Config):  # type: ignore[misc]
 
 
 def cut_over_with_report(
-    conn: psycopg.Connection, store: str, approved_by: str, run_id: str | None, report_dir: Path
+    conn: psycopg.Connection, store: str, approved_by: str, run_id: str | None, report_dir: Path,
+    log: Callable[[str], object] | None = None,
 ) -> Path:
-    """Cut the store over, then re-render the promoted run's report so that it names the approver."""
+    """Cut the live version over, then re-render its run's report so that it names the approver."""
     spec = get_store(store)
-    cutover(conn, spec, approved_by=approved_by, run_id=run_id)
+    approved = cutover(conn, spec, approved_by=approved_by, run_id=run_id, report_root=report_dir)
+    if log is not None:
+        log(approved)
     promoted_run = get_phase(conn, spec.name).run_id
     return build_report(conn, spec, promoted_run or "", report_dir, outcome="cut over")
 
@@ -34,9 +38,9 @@ def cut_over_with_report(
 @op(description="Mark a promoted store as cut over; refused unless its latest validation passed and its report exists.")
 def cut_over_store(context: OpExecutionContext, config: CutoverConfig, migration: MigrationResource) -> None:
     with migration.connect() as conn:
-        report = cut_over_with_report(conn, config.store, config.approved_by, context.run_id, migration.reports())
+        report = cut_over_with_report(conn, config.store, config.approved_by, context.run_id, migration.reports(),
+                                      log=context.log.info)
     context.log.info(f"report updated: {report}")
-    context.log.info(f"{config.store}: cut over, approved by {config.approved_by}")
 
 
 @op(description="Restore the previous live version of a store atomically and record it.")

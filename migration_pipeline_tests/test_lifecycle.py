@@ -269,7 +269,8 @@ def test_cutover_needs_promotion_and_report_then_protects_live_until_forced(
         report = cut_over_with_report(conn, "wallet", "alice", None, reports)
         phase = get_phase(conn, "wallet")
         assert (phase.phase, phase.approved_by, phase.run_id) == ("cut_over", "alice", "run-a")
-        assert history(conn)[-1] == ("promoted", "cut_over", "alice", None, "approved by alice")
+        assert history(conn)[-1] == ("promoted", "cut_over", "alice", None,
+                                     f"approved by alice: the live version, plan {phase.plan_id} of run run-a")
         assert report == reports / "wallet" / "run-a" / "report.html"
         assert "approved by <b>alice</b>" in report.read_text(encoding="utf-8")
         live_a = snapshot(conn)
@@ -334,7 +335,8 @@ def test_cutover_job_with_config(
     with connect(database_url) as conn:
         phase = get_phase(conn, "wallet")
         assert (phase.phase, phase.approved_by, phase.run_id) == ("cut_over", "bob", "run-a")
-        assert history(conn)[-1] == ("promoted", "cut_over", "bob", None, f"approved by bob in run {result.run_id}")
+        assert history(conn)[-1] == ("promoted", "cut_over", "bob", None, f"approved by bob in run {result.run_id}: "
+                                     f"the live version, plan {phase.plan_id} of run run-a")
     assert "approved by <b>bob</b>" in (reports / "wallet" / "run-a" / "report.html").read_text(encoding="utf-8")
 
     # And the rollback job, with its config, from cut_over.

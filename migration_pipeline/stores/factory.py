@@ -30,7 +30,14 @@ from pydantic import Field
 
 from migration_pipeline.core.backup import latest_backup, record_backup, write_backup
 from migration_pipeline.core.changes import detect_changes
-from migration_pipeline.core.promote import get_phase, promote, set_phase
+from migration_pipeline.core.promote import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_BACKOFF,
+    DEFAULT_LOCK_TIMEOUT,
+    get_phase,
+    promote,
+    set_phase,
+)
 from migration_pipeline.core.reconcile import (
     DEFAULT_MAX_ROW_LOSS_PERCENT,
     CheckOutcome,
@@ -56,10 +63,19 @@ class StagingConfig(Config):  # type: ignore[misc]
 
 
 class PromotionConfig(Config):  # type: ignore[misc]
-    """`force` overwrites a cut-over store's live tables (recorded in the phase history)."""
+    """`force` overwrites a cut-over store's live tables (recorded in the phase history). Each of the
+    `attempts` waits up to `lock_timeout_seconds` for every lock (readers of the live tables hold theirs
+    until their transaction ends), the next starts after `backoff_seconds`, doubled each time; then the
+    step fails alone and re-materializing live promotes the staged data without reloading it.
+    `terminate_stale_readers`: on the last attempt, disconnect sessions whose snapshot predates the staged
+    data (they would read the new tables empty) instead of failing."""
 
     force: bool = False
     requested_by: str = "dagster"
+    lock_timeout_seconds: float = Field(default=DEFAULT_LOCK_TIMEOUT, gt=0)
+    attempts: int = Field(default=DEFAULT_ATTEMPTS, ge=1)
+    backoff_seconds: float = Field(default=DEFAULT_BACKOFF, ge=0)
+    terminate_stale_readers: bool = True
 
 class GateConfig(Config):  # type: ignore[misc]
     """`max_row_loss_percent`: the share of a live table's rows a run may drop before the `live_row_loss`
@@ -211,8 +227,13 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
         f"passed; the replaced version is kept in {spec.previous_schema} for rollback.",
     )
     def live(context: AssetExecutionContext, config: PromotionConfig, migration: MigrationResource) -> MaterializeResult:
+        # Materialized without staged (a promotion re-run alone): promote what the validated run staged.
+        adopt = staged_key not in context.selected_asset_keys
         with migration.connect() as conn:
-            plan_id = promote(conn, spec, context.run_id, actor=config.requested_by, force=config.force)
+            plan_id = promote(conn, spec, context.run_id, actor=config.requested_by, force=config.force,
+                              adopt_staged=adopt, lock_timeout=config.lock_timeout_seconds,
+                              attempts=config.attempts, backoff=config.backoff_seconds,
+                              terminate_stale_readers=config.terminate_stale_readers)
         return MaterializeResult(metadata={"plan_id": plan_id, "schema": spec.schema,
                                            "previous_version": spec.previous_schema})
 
@@ -225,7 +246,8 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
     )
     def validation_report(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
         with migration.connect() as conn:
-            path = build_report(conn, spec, context.run_id, migration.reports(), outcome="promoted")
+            promoted_run = get_phase(conn, spec.name).run_id or context.run_id  # the validated run, if live ran alone
+            path = build_report(conn, spec, promoted_run, migration.reports(), outcome="promoted")
         return MaterializeResult(metadata={"report": MetadataValue.path(str(path.resolve()))})
 
     return [backup, *shard_assets, staged, live, validation_report], [gates]
