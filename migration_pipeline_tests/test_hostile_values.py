@@ -209,3 +209,28 @@ def test_a_value_postgresql_still_refuses_aborts_only_its_unit_and_is_never_quot
     with connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM oddities__staging.things").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM migration.unit_progress WHERE store = 'oddities'").fetchone() == (0,)
+
+
+def test_unknown_wallet_fields_are_counted_and_reported_never_dropped_silently(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Issue 14.19: a wallet table has no extra column, so fields no column holds are counted per field and
+    listed in the report; a field name that looks like a pasted key is described, not shown."""
+    from migration_pipeline.core.report import build_report
+
+    wallet_dir = tmp_path / "wallet" / "storage" / "wallets"
+    wallet_dir.mkdir(parents=True)
+    for fid in (50, 51, 52):
+        extra = {"nickname": "x", "label": "y"} if fid != 52 else {"nickname": "z", PASTED_KEY: 1}
+        (wallet_dir / f"wallet_{fid}_base-account.json").write_text(json.dumps({**KEYLESS, "fid": fid, **extra}))
+    (wallet_dir / "wallet_53_base-account.json").write_text(json.dumps({**KEYLESS, "fid": 53, "chain": "x", "ghost": 1}))
+    stage_store(database_url, WALLET_STORE, tmp_path, "fields", SAMPLE_SECRET, workers=1)
+    with connect(database_url) as conn:
+        counted = conn.execute("SELECT table_name, field, sum(records)::int FROM migration.unmapped_fields"
+                               " WHERE store = 'wallet' GROUP BY 1, 2 ORDER BY field").fetchall()
+        html = build_report(conn, WALLET_STORE, "fields", tmp_path / "reports", outcome="blocked").read_text()
+    described = f"<a name of {len(PASTED_KEY)} characters, sha256 "
+    assert [(t, f if not f.startswith("<") else described, n) for t, f, n in counted] == [
+        ("wallets", described, 1), ("wallets", "label", 2), ("wallets", "nickname", 3)]  # ghost: a quarantined file
+    assert "Source fields no column holds" in html and "<code>nickname</code>" in html
+    assert PASTED_KEY not in html and PASTED_KEY[2:20] not in html

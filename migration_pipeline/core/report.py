@@ -153,6 +153,16 @@ def build_report(
         parts.append("</table>")
     else:
         parts.append("<p>No record was quarantined.</p>")
+    unmapped_fields = conn.execute(
+        "SELECT table_name, field, sum(records)::bigint FROM migration.unmapped_fields WHERE store = %s AND plan_id = %s"
+        " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50", (spec.name, plan_id)).fetchall()
+    if unmapped_fields:
+        parts.append("<h2>Source fields no column holds</h2><p>Loaded records carried these fields; the target table"
+                     " has no column (and no <code>extra</code> jsonb) for them, so their values are only in the"
+                     " source files and the backup.</p><table><tr><th>table</th><th>field</th><th>records</th></tr>")
+        for table, name, n in unmapped_fields:
+            parts.append(f"<tr><td>{_e(table)}</td><td><code>{_e(name)}</code></td><td class='n'>{n}</td></tr>")
+        parts.append("</table>")
     if adjustments:
         parts.append("<h2>Values normalised after loading</h2><table><tr><th>table</th><th>reason</th><th>rows</th>"
                      "<th>what</th></tr>")
@@ -180,7 +190,8 @@ def build_report(
     path.write_text("".join(parts), encoding="utf-8")
     (out_dir / "summary.json").write_text(json.dumps(
         {"store": spec.name, "run_id": run_id, "plan_id": plan_id, "outcome": outcome, "tables": counts,
-         "checks": {c[0]: c[1] for c in checks}, "quarantine": by_reason}, indent=2, default=str))
+         "checks": {c[0]: c[1] for c in checks}, "quarantine": by_reason,
+         "unmapped_fields": {f"{t}.{n}": r for t, n, r in unmapped_fields}}, indent=2, default=str))
     set_report_path(conn, spec.name, str(path.resolve()))
     conn.commit()
     write_index(report_root)

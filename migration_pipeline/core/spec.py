@@ -6,7 +6,9 @@ A store module builds a `StoreSpec`; the engine (`core.stage`), the gates (`core
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
@@ -94,14 +96,33 @@ class Batch:
     quarantined: list[Quarantined] = field(default_factory=list)
     flagged: list[Flagged] = field(default_factory=list)
     manifest: list[ManifestEntry] = field(default_factory=list)
+    # (table, field name) -> records whose field no column holds; names shown as `safe_field_name` makes them
+    unmapped_fields: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def add_row(self, table: str, row: tuple[Any, ...]) -> None:
         self.rows.setdefault(table, []).append(row)
         self.seen[table] = self.seen.get(table, 0) + 1
 
+    def count_unmapped(self, table: str, fields: Iterable[str]) -> None:
+        for name in fields:
+            key = (table, safe_field_name(name))
+            self.unmapped_fields[key] = self.unmapped_fields.get(key, 0) + 1
+
     def quarantine(self, table: str, source_file: str, locator: str, reason: str, message: str) -> None:
         self.quarantined.append(Quarantined(table, source_file, locator, reason, message))
         self.seen[table] = self.seen.get(table, 0) + 1
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+
+
+def safe_field_name(name: str) -> str:
+    """A field name as reports may show it: as it is when it looks like a name, else described (a key pasted
+    where a field name belongs must not reach a report)."""
+    if _PLAIN_NAME.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"<a name of {len(name)} characters, sha256 {digest}…>"
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,14 +215,14 @@ def discard_units(conn: psycopg.Connection, spec: StoreSpec, plan_id: str, units
             ddl.qualified(spec.staging_schema, table.name)), (paths,))
     conn.execute("DELETE FROM migration.flagged_records WHERE store = %s AND plan_id = %s AND source_file = ANY(%s)",
                  (spec.name, plan_id, paths))
-    for bookkeeping in ("quarantine", "source_manifest", "unit_progress"):
+    for bookkeeping in ("quarantine", "source_manifest", "unit_progress", "unmapped_fields"):
         conn.execute(sql.SQL("DELETE FROM migration.{} WHERE store = %s AND plan_id = %s AND unit_no = ANY(%s)").format(
             sql.Identifier(bookkeeping)), (spec.name, plan_id, numbers))
 
 
 def discard_unkept_bookkeeping(conn: psycopg.Connection, spec: StoreSpec) -> None:
     """A new plan starts: drop the progress, manifest and flags of every plan but the live one."""
-    for table in ("unit_progress", "source_manifest", "flagged_records"):
+    for table in ("unit_progress", "source_manifest", "flagged_records", "unmapped_fields"):
         conn.execute(
             sql.SQL("DELETE FROM migration.{} WHERE store = %s AND plan_id <> ALL(%s)").format(sql.Identifier(table)),
             (spec.name, _kept_plans(conn, spec.name)),
@@ -368,6 +368,12 @@ def _write_side_records(
                 copy.write_row((store, plan_id, f.table, f.source_file, f.locator, f.reason, f.message))
     if batch.manifest:
         _copy_manifest(cur, store, plan_id, batch.manifest, unit_no)
+    for (table, name), records in batch.unmapped_fields.items():
+        cur.execute(
+            """INSERT INTO migration.unmapped_fields (store, plan_id, unit_no, table_name, field, records)
+               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (store, plan_id, unit_no, table_name, field)
+               DO UPDATE SET records = migration.unmapped_fields.records + EXCLUDED.records""",
+            (store, plan_id, unit_no, table, name, records))
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,7 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     wallet_dir = os.path.join(context.store_dir, WALLET_DIR)
     batch = Batch()
     with_keys: list[tuple[str, tuple[Any, ...]]] = []  # (file, row) of each wallet whose key is verified below
+    unknown: list[str] = []  # fields of the loaded files that no column holds
     for seq, name in unit.payload:
         relative = f"{WALLET_DIR}/{name}"
         try:
@@ -156,13 +157,14 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
             continue
         batch.manifest.append(ManifestEntry(relative, len(data), hashlib.sha256(data).hexdigest(), True, mtime_ns))
         try:
-            row = normalize_wallet(name, data, seq, mtime_ns)
+            row = normalize_wallet(name, data, seq, mtime_ns, unknown)
         except _Reject as reject:
             batch.quarantine("wallets", relative, "file", reject.reason, reject.message)
             continue
         batch.add_row("wallets", (*row, relative, "file", seq))
         if key is not None and row[_CIPHERTEXT] is not None:
             with_keys.append((relative, row))
+    batch.count_unmapped("wallets", unknown)
     if key is not None:  # the unit's keys at once: one AES call decrypts them all
         verdicts = verify_wallet_keys([(row[_CIPHERTEXT], row[_IV], row[_ADDRESS]) for _, row in with_keys], key)
         for (relative, _), flag in zip(with_keys, verdicts, strict=True):
@@ -179,9 +181,12 @@ _FLAG_MESSAGES = {
 }
 
 
-def normalize_wallet(name: str, data: bytes, wallet_id: int, mtime_ns: int) -> tuple[Any, ...]:
+def normalize_wallet(
+    name: str, data: bytes, wallet_id: int, mtime_ns: int, unknown: list[str] | None = None
+) -> tuple[Any, ...]:
     """One wallet file → its row in WALLET_COLUMNS order (its key is verified by the caller); raises _Reject.
-    A file without createdAt was created at its mtime (`mtime_ns`), to the microsecond."""
+    A file without createdAt was created at its mtime (`mtime_ns`), to the microsecond. The names of fields
+    no column holds are appended to `unknown` once the file is loaded."""
     match = FILE_NAME.fullmatch(name)
     assert match is not None
     name_fid, chain = int(match.group(1)), match.group(2)
@@ -250,6 +255,8 @@ def normalize_wallet(name: str, data: bytes, wallet_id: int, mtime_ns: int) -> t
         raise _Reject("invalid_timestamp", f"createdAt: {exc}") from None
 
     wallet_type = "trading" if chain == "ethereum" else chain
+    if unknown is not None and len(record) > len(KNOWN_KEYS.intersection(record)):
+        unknown.extend(k for k in record if k not in KNOWN_KEYS)
     return (wallet_id, name_fid, address, ciphertext, iv, chain, wallet_type, created_at, created_at)
 
 
