@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import psycopg
 
 from migration_pipeline.core.errors import SchemaDriftError
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+def packaged_sql() -> Traversable:
+    """sql/ as installed: inside the wheel (or mapped there by an editable install) as `migration_pipeline.sql`;
+    from a bare checkout on PYTHONPATH, the repository's own sql/."""
+    try:
+        return resources.files("migration_pipeline.sql")
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parents[2] / "sql"
+        if not checkout.is_dir():
+            raise SchemaDriftError("the package's DDL (sql/) is missing: reinstall migration-pipeline") from None
+        return checkout
 _LOCK_ID = 7_300_001  # advisory lock serialising concurrent appliers
 
 _BOOTSTRAP = """
@@ -29,13 +41,16 @@ class SchemaReport:
     already_applied: tuple[str, ...]
 
 
-def apply_migrations(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> SchemaReport:
+def apply_migrations(conn: psycopg.Connection, sql_dir: Traversable | None = None) -> SchemaReport:
     """Apply every new file under `sql_dir`, each in its own transaction.
 
     An already-applied file whose content changed raises SchemaDriftError: DDL is forward-only,
     so a change goes into a new file.
     """
-    files = sorted(p for p in sql_dir.glob("*.sql") if p.is_file())
+    root = sql_dir if sql_dir is not None else packaged_sql()
+    files = sorted((p for p in root.iterdir() if p.name.endswith(".sql") and p.is_file()), key=lambda p: p.name)
+    if not files:
+        raise SchemaDriftError(f"no DDL found in {root}: reinstall migration-pipeline")
     applied: list[str] = []
     seen: list[str] = []
     with conn.transaction():
