@@ -413,7 +413,7 @@ def loader_pool(database_url: str, spec: StoreSpec, workers: int) -> Iterator[Pr
         return
     # spawn: the parent may be a threaded Dagster process, where fork is unsafe.
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(database_url, spec.name)) as pool:
+                             initializer=_worker_init, initargs=(database_url, spec)) as pool:
         for _ in range(workers):
             pool.submit(int)  # a task that finds no idle worker starts one
         yield pool
@@ -425,7 +425,7 @@ def load_units(
 ) -> None:
     """Load units in the pool when there is one and more than one unit, else one after another here."""
     if pool is not None and len(units) > 1:
-        _load_parallel(pool, workers, spec.name, plan_id, run_id, units, context)
+        _load_parallel(pool, workers, plan_id, run_id, units, context)
     else:
         with connect(database_url) as conn:
             for unit in units:
@@ -433,33 +433,31 @@ def load_units(
 
 _WORKER_CONN: psycopg.Connection | None = None
 _WORKER_URL: str | None = None
+_WORKER_SPEC: StoreSpec | None = None
 
 
-def _worker_init(database_url: str, store: str) -> None:
-    # Imports only: a failure here would break the pool without saying why, one in a task is reported.
-    global _WORKER_URL
-    from migration_pipeline.stores.registry import get_store
-
-    get_store(store)
+def _worker_init(database_url: str, spec: StoreSpec) -> None:
+    # The spec arrives pickled (its functions by module and name), so the worker imports the store's module
+    # here: a failure in a task is reported, one in the initializer would break the pool without saying why.
+    global _WORKER_URL, _WORKER_SPEC
     _WORKER_URL = database_url
+    _WORKER_SPEC = spec
 
 
-def _worker_load(store: str, plan_id: str, run_id: str, unit: Unit, context: ReadContext) -> int:
+def _worker_load(plan_id: str, run_id: str, unit: Unit, context: ReadContext) -> int:
     global _WORKER_CONN
-    from migration_pipeline.stores.registry import get_store
-
+    assert _WORKER_URL is not None and _WORKER_SPEC is not None
     if _WORKER_CONN is None or _WORKER_CONN.closed:
-        assert _WORKER_URL is not None
         _WORKER_CONN = connect(_WORKER_URL)
-    load_unit(_WORKER_CONN, get_store(store), plan_id, run_id, unit, context)
+    load_unit(_WORKER_CONN, _WORKER_SPEC, plan_id, run_id, unit, context)
     return unit.number
 
 
-def _load_parallel(pool: ProcessPoolExecutor, workers: int, store: str, plan_id: str, run_id: str,
+def _load_parallel(pool: ProcessPoolExecutor, workers: int, plan_id: str, run_id: str,
                    units: list[Unit], context: ReadContext) -> None:
     pending: set[Future[int]] = set()
     for unit in units:
-        pending.add(pool.submit(_worker_load, store, plan_id, run_id, unit, context))
+        pending.add(pool.submit(_worker_load, plan_id, run_id, unit, context))
         if len(pending) >= workers * 3:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
