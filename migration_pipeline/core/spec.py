@@ -175,6 +175,17 @@ class SyncRules:
 
 
 @dataclass(frozen=True, slots=True)
+class SampleRecords:
+    """How a test builds a store from records of its own: a valid record of each entity (the file kind it
+    lives in), and a function that writes each entity's records, given as JSON texts, where the store keeps
+    them. Property tests plant hostile values in copies of the valid records (any store that declares this
+    joins them)."""
+
+    valid: Mapping[str, Mapping[str, Any]]
+    write: Callable[[Path, Mapping[str, Sequence[bytes]]], None]  # (store folder, entity -> JSON texts)
+
+
+@dataclass(frozen=True, slots=True)
 class StoreSpec:
     name: str
     description: str
@@ -189,6 +200,7 @@ class StoreSpec:
     source_files: Sequence[str] = ()    # human description of mapped files, for the README/report
     shards: int = 0                     # > 0: units belong to this many fixed shards (Dagster partitions)
     sync: SyncRules | None = None       # incremental sync during the parallel run
+    samples: SampleRecords | None = None  # for property tests: a valid record of each entity and a writer
 
     @property
     def schema(self) -> str:

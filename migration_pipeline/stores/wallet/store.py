@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from migration_pipeline.core.spec import (
     Gate,
     ManifestEntry,
     ReadContext,
+    SampleRecords,
     StoreSpec,
     SyncRules,
     TableSpec,
@@ -313,6 +314,26 @@ WALLET_SYNC = SyncRules(
 )
 
 
+def _write_wallets(store_dir: Path, records: Mapping[str, Sequence[bytes]]) -> None:
+    """Each record as the file of wallet `100 + its position` on base-account; a record's "fid" that is the
+    placeholder FID_PLACEHOLDER becomes that number, so a valid record matches its file name."""
+    wallet_dir = store_dir / WALLET_DIR
+    wallet_dir.mkdir(parents=True, exist_ok=True)
+    for position, text in enumerate(records.get("wallets", ())):
+        fid = 100 + position
+        (wallet_dir / f"wallet_{fid}_base-account.json").write_bytes(
+            text.replace(b'"' + FID_PLACEHOLDER.encode() + b'"', str(fid).encode()))
+
+
+FID_PLACEHOLDER = "<fid of the file name>"
+WALLET_SAMPLES = SampleRecords(
+    valid={"wallets": {"fid": FID_PLACEHOLDER, "address": "0xd41A2fEB255dC2023dC1DBE1413e37A10c6BE787",
+                       "iv": "168ef90be2ce5f6491707b0855da77bb", "chain": "base-account",
+                       "createdAt": "2024-04-12T17:45:11.000Z"}},
+    write=_write_wallets,
+)
+
+
 WALLET_STORE = StoreSpec(
     name="wallet",
     description="Per-user wallet files with AES-encrypted private keys (seeds 000, 001).",
@@ -400,4 +421,5 @@ WALLET_STORE = StoreSpec(
         ),
     ),
     source_files=(f"{WALLET_DIR}/wallet_<fid>_<chain>.json",),
+    samples=WALLET_SAMPLES,
 )
