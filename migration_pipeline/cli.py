@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from migration_pipeline.core.database import dsn_password, redact_dsn, sqlalchemy_url, start_embedded_server
-from migration_pipeline.core.errors import EXIT_CODES_HELP, ConfigurationError, explain, shorten
+from migration_pipeline.core.errors import EXIT_CODES_HELP, ConfigurationError, explain, shorten, shorten_paths
 from migration_pipeline.preflight import folder_bytes, free_disk_for, role_may_create, usable_folder
 
 DAGSTER_HOME = Path(".dagster_home")
@@ -243,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if problem:
             failures.append(problem)
     for line in failures:
-        print(line, file=sys.stderr)
+        print(shorten_paths(line), file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -457,15 +457,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _OneLineWarnings(logging.Handler):
-    """Warnings that reach the root logger, each as one line; dagster-postgres's connection retries are left
-    out (each came with a multi-line error, and a lost server is said once, by `main`)."""
+    """Warnings logged on the root logger itself, each as one line; dagster-postgres's connection retries are
+    left out (each came with a multi-line error, and a lost server is said once, by `main`). Records of named
+    loggers that propagate here stay unprinted, as they were with no handler configured."""
 
     def __init__(self, secrets: set[str]) -> None:
         super().__init__(logging.WARNING)
         self.secrets = secrets
 
     def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("Retrying failed database"):
+        if record.name != "root" or str(record.msg).startswith("Retrying failed database"):
             return
         lines = record.getMessage().strip().splitlines() or [""]
         print(_scrub(f"warning: {shorten(' '.join(lines[0].split()), 300)}", self.secrets), file=sys.stderr)

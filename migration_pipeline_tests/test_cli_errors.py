@@ -357,3 +357,32 @@ def test_postgresql_stopped_mid_run_is_one_line_quickly(tmp_path: Path, database
                         r"until it answers\) and run the command again: the live tables change only in the "
                         r"promotion's transaction", line), line
     assert took < 15, took
+
+
+def test_a_schema_owned_by_another_role_is_one_line(tmp_path: Path, role: tuple[str, str], database_url: str) -> None:
+    """The role may create schemas, but sql/ was applied by another role: the first write is refused."""
+    user, password = role
+    database = database_url.rsplit("/", 1)[1]
+    with connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(user)))
+    url = _as(database_url, user, password)
+    proc = _cli(tmp_path, "status", "--database-url", url)
+    assert proc.returncode == 2
+    assert re.fullmatch(
+        rf"error: the database role lacks a privilege on {re.escape(url.replace(':' + password, ''))} \(permission "
+        r"denied for (schema|table) \w+\): run as the role that owns the pipeline's schemas, or have their owner "
+        r"grant it \(CREATE on the database, USAGE and CREATE on the schema\)", _one_line(proc, password))
+
+
+@pytest.mark.parametrize(("dsn", "expected"), [
+    ("host=127.0.0.1 port=5432 user=ann password=p/w@x dbname=shop sslmode=disable",
+     "postgresql+psycopg2://ann:p%2Fw%40x@127.0.0.1:5432/shop?sslmode=disable"),
+    ("host=/var/run/postgresql dbname=shop", "postgresql+psycopg2:///shop?host=%2Fvar%2Frun%2Fpostgresql"),
+    ("postgres://ann@h/shop", "postgresql+psycopg2://ann@h/shop"),
+])
+def test_a_keyword_dsn_gives_dagster_and_gx_the_same_database(dsn: str, expected: str) -> None:
+    """sqlalchemy_url split a keyword string on "://" (a ValueError): `run` with one failed in Dagster's setup."""
+    from migration_pipeline.core.database import sqlalchemy_url
+
+    assert sqlalchemy_url(dsn) == expected
+    assert with_database("host=h user=ann dbname=a", "b") == "user=ann dbname=b host=h"

@@ -94,8 +94,16 @@ def sqlalchemy_url(url: str, driver: str = "psycopg2") -> str:
 
     A `key=value` string becomes a URL whose query carries every parameter (libpq reads them there too)."""
     if not _is_url(url) and "://" not in url:
-        params = conninfo_to_dict(url)
-        return f"postgresql+{driver}:///?{urlencode(params, quote_via=quote)}"
+        params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
+        user, password = params.pop("user", ""), params.pop("password", "")
+        host = params.get("host", "")
+        host = "" if not host or host.startswith("/") or "," in host else params.pop("host")
+        port = params.pop("port", "") if host and "," not in params.get("port", "") else ""
+        login = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+        netloc = (f"{login}@" if login else "") + (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+        dbname = quote(params.pop("dbname", ""), safe="")
+        query = f"?{urlencode(params, quote_via=quote)}" if params else ""
+        return f"postgresql+{driver}://{netloc}/{dbname}{query}"
     scheme, rest = url.split("://", 1)
     if "+" in scheme:
         scheme = scheme.split("+", 1)[0]

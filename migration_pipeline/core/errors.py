@@ -155,9 +155,9 @@ def explain(exc: BaseException, *, started: bool, database: str = "the database"
     for err in chain:
         if _sqlstate(err) == "42501" or _is_database_error(err, "InsufficientPrivilege"):
             return Failure(
-                f"the database role may not do this on {database} ({_first_line(err)}): grant it CREATE on the "
-                "database (GRANT CREATE ON DATABASE ... TO ...) or use the role that owns the database",
-                EXIT_NOT_STARTED)
+                f"the database role lacks a privilege on {database} ({_first_line(err)}): run as the role that owns "
+                "the pipeline's schemas, or have their owner grant it (CREATE on the database, USAGE and CREATE on "
+                "the schema)", EXIT_NOT_STARTED)
     for err in reversed(chain):  # the root cause says more than "too many retries"
         if _is_database_error(err, "OperationalError", "InterfaceError", "DagsterPostgresException"):
             if not started:
