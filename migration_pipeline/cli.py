@@ -160,17 +160,15 @@ def _fail_fast_when_postgres_goes_away() -> None:
 
 
 class _FilteredStream(io.TextIOBase):
-    """A text stream passing on every line but those starting with one of `prefixes`."""
+    """A text stream passing on every write but those starting with one of `prefixes` (dropped whole: such a
+    write carries a multi-line database error)."""
 
     def __init__(self, target: TextIO, prefixes: tuple[str, ...]) -> None:
-        self.target, self.prefixes, self.pending = target, prefixes, ""
+        self.target, self.prefixes = target, prefixes
 
     def write(self, text: str) -> int:
-        self.pending += text
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            if not line.startswith(self.prefixes):
-                self.target.write(line + "\n")
+        if not text.startswith(self.prefixes):
+            self.target.write(text)
         return len(text)
 
     def flush(self) -> None:
@@ -180,16 +178,13 @@ class _FilteredStream(io.TextIOBase):
 @contextmanager
 def _stderr_without(*prefixes: str) -> Iterator[None]:
     """Dagster writes a failed event-log write to sys.stderr itself, then raises it: when the server is gone,
-    `main` says so once, so that line is left out."""
+    `main` says so once, so that write is left out."""
     original = sys.stderr
-    filtered = _FilteredStream(original, prefixes)
-    sys.stderr = filtered  # type: ignore[assignment]
+    sys.stderr = _FilteredStream(original, prefixes)  # type: ignore[assignment]
     try:
         yield
     finally:
         sys.stderr = original
-        if filtered.pending and not filtered.pending.startswith(prefixes):
-            original.write(filtered.pending)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
