@@ -1,20 +1,27 @@
 """`migration-pipeline`: the command line a data engineer types.
 
-Every expected failure (missing secret, unreachable database, missing source root, a blocked
-promotion) ends as one line on stderr and a non-zero exit, never a traceback.
+Every failure (missing secret, unreachable database, missing source root, a blocked promotion, PostgreSQL
+gone mid-run, a bug) ends as one line on stderr and a documented exit code, never a traceback (unless
+--debug). Every command works from any folder given --source-root / --database-url.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import logging
 import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
-from migration_pipeline.core.database import describe_url, sqlalchemy_url, start_embedded_server
-from migration_pipeline.core.errors import ConfigurationError, MigrationError
+from migration_pipeline.core.database import dsn_password, redact_dsn, sqlalchemy_url, start_embedded_server
+from migration_pipeline.core.errors import EXIT_CODES_HELP, ConfigurationError, explain, shorten, shorten_paths
+from migration_pipeline.preflight import folder_bytes, free_disk_for, role_may_create, usable_folder
 
 DAGSTER_HOME = Path(".dagster_home")
 _DAGSTER_YAML = """# Written by migration-pipeline: the Dagster instance lives in the same PostgreSQL.
@@ -41,6 +48,7 @@ class Environment:
     database_url: str
     source_root: Path
     report_dir: Path
+    backup_dir: Path
 
 
 def load_env_file(path: str | None) -> None:
@@ -57,34 +65,62 @@ def load_env_file(path: str | None) -> None:
             os.environ.setdefault(key, value)
 
 
-def prepare(args: argparse.Namespace) -> Environment:
-    """Resolve settings (flags, then environment, then defaults), check them, export them for Dagster."""
+def prepare(args: argparse.Namespace, *, needs_source: bool = False, needs_dagster: bool = False) -> Environment:
+    """Resolve settings (flags, then environment, then defaults), check them, export them for Dagster.
+
+    Every command checks the database (reachable, the role may create schemas, as sql/ needs); only the
+    commands that read the stores need the source root, and only those that run Dagster need DAGSTER_HOME.
+    """
     from migration_pipeline.core.database import connect
     from migration_pipeline.resources import workers_from_env
 
     load_env_file(getattr(args, "env_file", None))
     url = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL") or start_embedded_server()
-    with connect(url):
-        pass
+    args.resolved_database_url = url
+    with connect(url) as conn:
+        role_may_create(conn)
     root = Path(getattr(args, "source_root", None) or os.environ.get("MIGRATION_SOURCE_ROOT") or "data_samples")
-    if not root.is_dir():
+    if needs_source and not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
-        raise ConfigurationError(f"source root {root} {what}: pass --source-root or set MIGRATION_SOURCE_ROOT")
+        raise ConfigurationError(
+            f"source root {shorten(str(root))} {what}: pass --source-root or set MIGRATION_SOURCE_ROOT")
     workers_from_env()  # a bad value is said now, not by the first step that starts workers
-    reports = Path(os.environ.get("MIGRATION_REPORT_DIR") or "reports")
+    reports = Path(os.environ.get("MIGRATION_REPORT_DIR") or "reports").resolve()
+    backups = Path(os.environ.get("MIGRATION_BACKUP_DIR") or "backups").resolve()
     home = Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(_DAGSTER_YAML)
+    if needs_dagster:
+        fix = "set DAGSTER_HOME to a writable folder (default: .dagster_home in the current folder)"
+        usable_folder(home, "DAGSTER_HOME", fix)
+        try:
+            if not (home / "dagster.yaml").exists():
+                (home / "dagster.yaml").write_text(_DAGSTER_YAML)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"DAGSTER_HOME {shorten(str(home))}: cannot write dagster.yaml ({exc.strerror}): {fix}") from None
     os.environ.update({
         "DATABASE_URL": url,
         "DAGSTER_PG_URL": sqlalchemy_url(url),
         "MIGRATION_SOURCE_ROOT": str(root.resolve()),
-        "MIGRATION_REPORT_DIR": str(reports.resolve()),
-        "MIGRATION_BACKUP_DIR": str(Path(os.environ.get("MIGRATION_BACKUP_DIR") or "backups").resolve()),
+        "MIGRATION_REPORT_DIR": str(reports),
+        "MIGRATION_BACKUP_DIR": str(backups),
         "DAGSTER_HOME": str(home),
     })
-    return Environment(url, root.resolve(), reports.resolve())
+    return Environment(url, root.resolve(), reports, backups)
+
+
+def preflight_run(env: Environment, stores: Sequence[str]) -> None:
+    """What a run can know before any work: the report and backup folders writable, and room on the backup's
+    disk for the stores whose backup is not written yet (about their size; the archive is compressed)."""
+    from migration_pipeline.core.backup import latest_backup
+    from migration_pipeline.core.database import connect
+    from migration_pipeline.stores.registry import get_store
+
+    usable_folder(env.report_dir, "report folder", "set MIGRATION_REPORT_DIR to a writable folder")
+    usable_folder(env.backup_dir, "backup folder", "set MIGRATION_BACKUP_DIR to a writable folder")
+    with connect(env.database_url) as conn:
+        unbacked = [env.source_root / get_store(name).folder for name in stores if not latest_backup(conn, name)]
+    free_disk_for(env.backup_dir, folder_bytes(unbacked), "backup folder",
+                  "free space there or set MIGRATION_BACKUP_DIR to a folder on a larger disk")
 
 
 def _selected_stores(names: Sequence[str] | None, root: Path) -> tuple[list[str], list[str]]:
@@ -114,8 +150,45 @@ def _user() -> str:
     return os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
 
 
+def _fail_fast_when_postgres_goes_away() -> None:
+    """dagster-postgres retries a lost connection five times with backoff, each time its instance writes an
+    event, logging each retry with its traceback: a server stopped mid-run took 30-42 s and 196 lines to say
+    so. One retry still rides out a blip; then the run stops and `main` says it in one line."""
+    from dagster_postgres import utils
+
+    utils.retry_pg_connection_fn.__defaults__ = (1, 0.2)
+
+
+class _FilteredStream(io.TextIOBase):
+    """A text stream passing on every write but those starting with one of `prefixes` (dropped whole: such a
+    write carries a multi-line database error)."""
+
+    def __init__(self, target: TextIO, prefixes: tuple[str, ...]) -> None:
+        self.target, self.prefixes = target, prefixes
+
+    def write(self, text: str) -> int:
+        if not text.startswith(self.prefixes):
+            self.target.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+@contextmanager
+def _stderr_without(*prefixes: str) -> Iterator[None]:
+    """Dagster writes a failed event-log write to sys.stderr itself, then raises it: when the server is gone,
+    `main` says so once, so that write is left out."""
+    original = sys.stderr
+    sys.stderr = _FilteredStream(original, prefixes)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stderr = original
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    env = prepare(args)
+    env = prepare(args, needs_source=True, needs_dagster=True)
     try:
         present, absent = _selected_stores(args.store, env.source_root)
     except KeyError as exc:
@@ -132,6 +205,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not present:
         raise ConfigurationError(f"no store folder found under {env.source_root}")
 
+    _schema_applied(env.database_url)
+    preflight_run(env, present)  # before importing the definitions: GX alone takes seconds to import
+    args.started = True
+
     from dagster import DagsterInstance
 
     from migration_pipeline.core.database import connect
@@ -139,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from migration_pipeline.definitions import defs, job_name
     from migration_pipeline.summary import print_store_summary
 
-    _schema_applied(env.database_url)
+    _fail_fast_when_postgres_goes_away()
     # Runs started at once on a fresh database would race to create Dagster's tables (dagster-postgres then
     # logs retries on stderr): the first creates them while the others wait.
     with connect(env.database_url, autocommit=True) as lock:
@@ -154,13 +231,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{name}_gates": {"config": {"max_row_loss_percent": 100.0 if getattr(args, "allow_row_loss", False)
                                          else DEFAULT_MAX_ROW_LOSS_PERCENT}},
         }}
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
-                                        tags={"migration/store": name, "migration/source": "cli"})
+        with _stderr_without("Exception while writing logger call to event log"):
+            result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
+                                            tags={"migration/store": name, "migration/source": "cli"})
         problem = print_store_summary(env.database_url, get_store(name), result.run_id, result)
         if problem:
             failures.append(problem)
     for line in failures:
-        print(line, file=sys.stderr)
+        print(shorten_paths(line), file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -188,6 +266,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     env = prepare(args)
+    args.started = True
     from migration_pipeline.summary import print_status
 
     _schema_applied(env.database_url)
@@ -197,6 +276,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_backups(args: argparse.Namespace) -> int:
     env = prepare(args)
+    args.started = True
     from migration_pipeline.core.backup import prune_expired, recorded_backups, verify_archive
     from migration_pipeline.core.database import connect
     from migration_pipeline.summary import backup_table
@@ -246,7 +326,9 @@ def cmd_cutover(args: argparse.Namespace) -> int:
     from migration_pipeline.lifecycle import cut_over_with_report
 
     spec = _store_arg(args.store)
+    usable_folder(env.report_dir, "report folder", "set MIGRATION_REPORT_DIR to a writable folder")
     _schema_applied(env.database_url)
+    args.started = True
     with connect(env.database_url) as conn:
         approved: list[str] = []
         report = cut_over_with_report(conn, spec.name, args.approved_by, None, env.report_dir, log=approved.append)
@@ -261,6 +343,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     spec = _store_arg(args.store)
     _schema_applied(env.database_url)
+    args.started = True
     with connect(env.database_url) as conn:
         rollback(conn, spec, actor=args.actor or _user())
     print(f"{spec.name}: rolled back to the previous live version")
@@ -268,14 +351,16 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    env = prepare(args)
+    env = prepare(args, needs_dagster=True)
     _schema_applied(env.database_url)  # so that any asset can be materialized first on a fresh database
-    print(f"Dagster UI on http://127.0.0.1:{args.port} (database {describe_url(env.database_url)})")
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (database {redact_dsn(env.database_url)})")
     # The `dagster` of this interpreter's environment: `make ui` runs .venv/bin/migration-pipeline with the
     # venv not activated, so a bare "dagster" would not be on PATH.
     local = Path(sys.executable).parent / "dagster"
     dagster = str(local) if local.is_file() else "dagster"
-    os.execvp(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)])
+    # The repository's workspace.yaml when started there (`make ui`); from any other folder, the package.
+    target = ["-w", "workspace.yaml"] if Path("workspace.yaml").is_file() else ["-m", "migration_pipeline.definitions"]
+    os.execvp(dagster, [dagster, "dev", *target, "-h", "127.0.0.1", "-p", str(args.port)])
     return 0
 
 
@@ -283,23 +368,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from migration_pipeline.bench import run_benchmark
     from migration_pipeline.resources import workers_from_env
 
-    env = prepare(args)
+    env = prepare(args, needs_dagster=True)
+    args.started = True
     workers = args.workers or workers_from_env()
     return run_benchmark(env.database_url, users=args.users, workers=workers, keep=args.keep,
                          sync_changes=args.sync_changes, metagauge_users=args.metagauge_users)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="migration-pipeline", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser = argparse.ArgumentParser(prog="migration-pipeline", description=__doc__.splitlines()[0] if __doc__ else "",
+                                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error (also MIGRATION_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--database-url", help="libpq URL (default: DATABASE_URL, else the embedded server)")
+        p.add_argument("--database-url",
+                       help="libpq URL or key=value string (default: DATABASE_URL, else the embedded server)")
         p.add_argument("--env-file", help="KEY=VALUE file to read first (e.g. data_samples/sample.env)")
+        p.add_argument("--source-root", help="folder holding one folder per store (default: MIGRATION_SOURCE_ROOT, "
+                       "else data_samples in the current folder)")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="print the traceback of an error (also MIGRATION_DEBUG=1)")
 
     run = sub.add_parser("run", help="migrate stores as a Dagster run: stage, gate, promote, report")
     common(run)
-    run.add_argument("--source-root", help="folder holding one folder per store (default: MIGRATION_SOURCE_ROOT)")
     run.add_argument("--store", action="append", help="store to migrate (repeatable; default: all present)")
     run.add_argument("--force", action="store_true", help="overwrite a cut-over store's live tables (recorded)")
     run.add_argument("--allow-row-loss", action="store_true",
@@ -355,22 +447,61 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="start the Dagster UI on the same database and instance")
     common(ui)
-    ui.add_argument("--source-root", help="folder holding one folder per store (default: MIGRATION_SOURCE_ROOT)")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
     return parser
 
 
+class _OneLineWarnings(logging.Handler):
+    """Warnings logged on the root logger itself, each as one line; dagster-postgres's connection retries are
+    left out (each came with a multi-line error, and a lost server is said once, by `main`). Records of named
+    loggers that propagate here stay unprinted, as they were with no handler configured."""
+
+    def __init__(self, secrets: set[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.secrets = secrets
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name != "root" or str(record.msg).startswith("Retrying failed database"):
+            return
+        lines = record.getMessage().strip().splitlines() or [""]
+        print(_scrub(f"warning: {shorten(' '.join(lines[0].split()), 300)}", self.secrets), file=sys.stderr)
+
+
+def _scrub(line: str, secrets: set[str]) -> str:
+    for secret in secrets:
+        line = line.replace(secret, "***")
+    return " ".join(line.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.started = False  # set once the checks before any work passed: a failure after it is one mid-work
+    debug = bool(args.debug) or os.environ.get("MIGRATION_DEBUG", "") not in ("", "0")
+    secrets = {p for p in (dsn_password(u) for u in (getattr(args, "database_url", None) or "",
+                                                      os.environ.get("DATABASE_URL") or "")) if p}
+    root = logging.getLogger()
+    quiet = _OneLineWarnings(secrets) if not root.handlers else None
+    if quiet:
+        root.addHandler(quiet)
     try:
         return int(args.func(args))
-    except MigrationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as exc:
+        url = getattr(args, "resolved_database_url", None) or getattr(args, "database_url", None) or \
+            os.environ.get("DATABASE_URL")
+        secrets |= {p for p in (dsn_password(url or ""),) if p}
+        failure = explain(exc, started=args.started, database=redact_dsn(url) if url else "the database")
+        if debug:
+            text = "".join(traceback.format_exception(exc))
+            for secret in secrets:
+                text = text.replace(secret, "***")
+            print(text, file=sys.stderr, end="")
+        line = failure.message if failure.message == "interrupted" else f"error: {failure.message}"
+        print(_scrub(line, secrets), file=sys.stderr)
+        return failure.exit_code
+    finally:
+        if quiet:
+            root.removeHandler(quiet)
 
 
 if __name__ == "__main__":

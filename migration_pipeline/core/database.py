@@ -6,10 +6,11 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from migration_pipeline.core.errors import DatabaseUnavailableError
 
@@ -34,13 +35,75 @@ def start_embedded_server(data_dir: Path = EMBEDDED_DATA_DIR, *, keep_running: b
     return str(server.get_uri())
 
 
+def redact_dsn(dsn: str) -> str:
+    """`dsn` (a URL or a `key=value` string) without its password, for messages, logs and metadata.
+
+    Parsed as libpq parses it, so a password in the user info, in `?password=` or as `password=` is removed
+    wherever it is; a URL stays a URL. A string libpq cannot parse is reduced to what is surely not secret.
+    """
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return _redact_unparsed(dsn)
+    password = str(params.pop("password", "") or "")
+    if not _is_url(dsn):
+        redacted = make_conninfo(**params)  # type: ignore[arg-type]
+    else:
+        parts = urlsplit(dsn)
+        netloc = parts.netloc.rpartition("@")
+        userinfo = netloc[0].partition(":")[0]
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        query = urlencode([(k, v) for k, v in pairs if k != "password"]) if any(k == "password" for k, _ in pairs) \
+            else parts.query
+        redacted = f"{parts.scheme}://{f'{userinfo}@' if netloc[1] else ''}{netloc[2]}{parts.path}" + (
+            f"?{query}" if query else "")
+        try:
+            still = conninfo_to_dict(redacted)
+        except psycopg.Error:
+            still = {"password": "?"}
+        if "password" in still or (password and password in redacted):
+            redacted = make_conninfo(**params)  # type: ignore[arg-type]
+    return redacted if not password or password not in redacted else _redact_unparsed(redacted)
+
+
 def describe_url(url: str) -> str:
     """The URL with any password removed, for messages."""
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1@", url)
+    return redact_dsn(url)
+
+
+def _is_url(dsn: str) -> bool:
+    return dsn.startswith(("postgresql://", "postgres://"))
+
+
+def _redact_unparsed(dsn: str) -> str:
+    """A string libpq could not parse, with whatever may be a password masked."""
+    masked = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", r"\1***", dsn)
+    return re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", masked)
+
+
+def dsn_password(dsn: str) -> str | None:
+    """The password `dsn` carries, if any: what output must never contain."""
+    try:
+        return str(conninfo_to_dict(dsn).get("password") or "") or None
+    except psycopg.Error:
+        return None
 
 
 def sqlalchemy_url(url: str, driver: str = "psycopg2") -> str:
-    """The same database as a SQLAlchemy URL (dagster-postgres and GX use psycopg2)."""
+    """The same database as a SQLAlchemy URL (dagster-postgres and GX use psycopg2).
+
+    A `key=value` string becomes a URL whose query carries every parameter (libpq reads them there too)."""
+    if not _is_url(url) and "://" not in url:
+        params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
+        user, password = params.pop("user", ""), params.pop("password", "")
+        host = params.get("host", "")
+        host = "" if not host or host.startswith("/") or "," in host else params.pop("host")
+        port = params.pop("port", "") if host and "," not in params.get("port", "") else ""
+        login = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+        netloc = (f"{login}@" if login else "") + (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+        dbname = quote(params.pop("dbname", ""), safe="")
+        query = f"?{urlencode(params, quote_via=quote)}" if params else ""
+        return f"postgresql+{driver}://{netloc}/{dbname}{query}"
     scheme, rest = url.split("://", 1)
     if "+" in scheme:
         scheme = scheme.split("+", 1)[0]
@@ -56,15 +119,46 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = "migr
             url, autocommit=autocommit, application_name=application_name, connect_timeout=10
         )
     except psycopg.OperationalError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailableError(
-            f"cannot connect to PostgreSQL at {describe_url(url)} ({first_line}); "
-            "start the server or set DATABASE_URL to a reachable one"
-        ) from None
+        reason = _libpq_reason(exc)
+        raise DatabaseUnavailableError(_connection_failure(url, reason), reason) from None
     except psycopg.ProgrammingError as exc:
         raise DatabaseUnavailableError(
-            f"DATABASE_URL {describe_url(url)} is not a valid PostgreSQL URL ({' '.join(str(exc).split())})"
+            f"DATABASE_URL {redact_dsn(url)} is not a valid PostgreSQL URL ({' '.join(str(exc).split())})"
         ) from None
+
+
+def _libpq_reason(exc: psycopg.OperationalError) -> str:
+    """libpq's reason for a failed connection, on one line, without the address (messages give it redacted)."""
+    text = " ".join(str(exc).split())
+    reason = re.sub(r"^connection failed: ", "", text)
+    reason = re.sub(r'^connection to server (at "[^"]*", port \d+|on socket "[^"]*") failed: (FATAL: )?', "", reason)
+    return reason or type(exc).__name__
+
+
+def _connection_failure(url: str, reason: str) -> str:
+    """One line for a failed connection: the reason libpq gave, said as what to do about it."""
+    where = redact_dsn(url)
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        params = {}
+    missing = re.search(r'database "([^"]*)" does not exist', reason)
+    if missing:
+        return (f"cannot connect to PostgreSQL at {where}: database {missing.group(1)} does not exist there; create "
+                f"it (createdb {missing.group(1)}) or name an existing one in --database-url / DATABASE_URL")
+    if re.search(r"password authentication failed|role \"[^\"]*\" does not exist|no pg_hba.conf entry|"
+                 r"password|authentication", reason):
+        user = params.get("user") or "(the default user)"
+        return (f"cannot connect to PostgreSQL at {where}: it refused the login of role {user} ({reason}); fix the user "
+                "or password in --database-url / DATABASE_URL")
+    if "Connection refused" in reason or "No such file or directory" in reason:
+        return (f"cannot connect to PostgreSQL at {where}: nothing answers there (connection refused); start the server, "
+                "or pass --database-url / set DATABASE_URL to a reachable one")
+    if "timeout" in reason.lower():
+        return (f"cannot connect to PostgreSQL at {where}: no answer within 10 s; check the host and the network, or "
+                "pass --database-url / set DATABASE_URL to a reachable server")
+    return (f"cannot connect to PostgreSQL at {where} ({reason}); start the server or set "
+            "DATABASE_URL to a reachable one")
 
 
 @contextmanager
@@ -94,5 +188,7 @@ def drop_database(url: str, name: str) -> None:
 
 def with_database(url: str, name: str) -> str:
     """`url` pointing at database `name` (keeps host, socket directory and credentials)."""
+    if not _is_url(url):
+        return make_conninfo(url, dbname=name)
     parts = urlsplit(url)
     return parts._replace(path="/" + name).geturl()
