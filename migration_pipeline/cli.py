@@ -243,24 +243,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if args.store == "wallet":
-        from migration_pipeline.stores.wallet.generate import generate_wallet_store
+    from migration_pipeline.stores.registry import get_store
 
-        secret = args.secret or os.environ.get("ENCRYPTION_SECRET")
-        if not secret:
-            raise ConfigurationError("generate --store wallet needs --secret or ENCRYPTION_SECRET")
-        summary = generate_wallet_store(out, users=args.users, secret=secret, seed=args.seed,
-                                        mismatched_keys=args.mismatched_keys)
-        print(f"wrote {summary.files} files ({summary.mapped_files} mapped) for {summary.users} users under "
-              f"{summary.store_dir}")
-    elif args.store == "metagauge":
-        from migration_pipeline.stores.metagauge.generate import generate_metagauge_store
-
-        mg = generate_metagauge_store(out, users=args.users, seed=args.seed)
-        print(f"wrote a metagauge store for {args.users} users under {out / 'metagauge'}: {mg}")
-    else:
-        raise ConfigurationError(f"no generator for store {args.store!r} (wallet, metagauge)")
+    spec = get_store(args.store)
+    if spec.generator is None:
+        raise ConfigurationError(f"store {spec.name} has no generator")
+    sizes: dict[str, int] = {}
+    for name, (_help, default) in spec.generator.options.items():
+        value = getattr(args, name, None)
+        if value is None and default is None:
+            raise ConfigurationError(f"generate --store {spec.name} needs --{name.replace('_', '-')}")
+        sizes[name] = default if value is None else value  # type: ignore[assignment]
+    secret = args.secret or os.environ.get("ENCRYPTION_SECRET")
+    if spec.generator.needs_secret and not secret:
+        raise ConfigurationError(f"generate --store {spec.name} needs --secret or ENCRYPTION_SECRET")
+    print(spec.generator.run(Path(args.out), sizes, args.seed, secret))
     return 0
 
 
@@ -400,13 +397,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="parallel run: read only files added, changed or deleted since the live version")
     run.set_defaults(func=cmd_run)
 
+    from migration_pipeline.stores.registry import all_stores
+
+    generators = {s.name: s.generator for s in all_stores() if s.generator is not None}
     gen = sub.add_parser("generate", help="write a realistic store for tests and benchmarks")
-    gen.add_argument("--store", required=True)
-    gen.add_argument("--users", type=int, required=True)
-    gen.add_argument("--out", required=True, help="source root to write into")
-    gen.add_argument("--secret", help="encryption secret for wallet keys (default: ENCRYPTION_SECRET)")
-    gen.add_argument("--seed", type=int, default=7)
-    gen.add_argument("--mismatched-keys", type=int, default=0, help="wallets whose key derives another address")
+    gen.add_argument("--store", required=True, choices=sorted(generators))
+    gen.add_argument("--out", required=True, help="source root to write into (the store's folder goes inside)")
+    gen.add_argument("--secret", help="encryption secret for keys (default: ENCRYPTION_SECRET)")
+    gen.add_argument("--seed", type=int, default=7, help="the same seed writes the same store")
+    offered: dict[str, list[str]] = {}
+    for store, generator in generators.items():
+        for name, (text, _default) in generator.options.items():
+            offered.setdefault(name, []).append(f"{store}: {text}")
+    for name, texts in sorted(offered.items()):
+        gen.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, help="; ".join(texts))
     gen.set_defaults(func=cmd_generate)
 
     bench = sub.add_parser("bench", help="generate a wallet store, migrate it, compare with a plain floor script")

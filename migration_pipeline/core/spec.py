@@ -175,6 +175,18 @@ class SyncRules:
 
 
 @dataclass(frozen=True, slots=True)
+class Generator:
+    """A store's generator of realistic stores, as `migration-pipeline generate --store S` offers it.
+
+    `run(source_root, sizes, seed, secret)` writes `<source_root>/<store folder>` and returns a one-line
+    summary; `sizes` holds every option of `options` (name -> (help, default; None = required))."""
+
+    run: Callable[[Path, Mapping[str, int], int, str | None], str]
+    options: Mapping[str, tuple[str, int | None]]
+    needs_secret: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SampleRecords:
     """How a test builds a store from records of its own: a valid record of each entity (the file kind it
     lives in), and a function that writes each entity's records, given as JSON texts, where the store keeps
@@ -201,6 +213,7 @@ class StoreSpec:
     shards: int = 0                     # > 0: units belong to this many fixed shards (Dagster partitions)
     sync: SyncRules | None = None       # incremental sync during the parallel run
     samples: SampleRecords | None = None  # for property tests: a valid record of each entity and a writer
+    generator: Generator | None = None    # for `generate --store` and benchmarks
 
     @property
     def schema(self) -> str:

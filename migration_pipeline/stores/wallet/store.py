@@ -28,6 +28,7 @@ from migration_pipeline.core.spec import (
     Discovery,
     Flagged,
     Gate,
+    Generator,
     ManifestEntry,
     ReadContext,
     SampleRecords,
@@ -334,6 +335,23 @@ WALLET_SAMPLES = SampleRecords(
 )
 
 
+def _generate(out: Path, sizes: Mapping[str, int], seed: int, secret: str | None) -> str:
+    from migration_pipeline.stores.wallet.generate import generate_wallet_store
+
+    assert secret is not None
+    made = generate_wallet_store(out, users=sizes["users"], secret=secret, seed=seed,
+                                 mismatched_keys=sizes["mismatched_keys"])
+    return f"wrote {made.files} files ({made.mapped_files} mapped) for {made.users} users under {made.store_dir}"
+
+
+WALLET_GENERATOR = Generator(
+    run=_generate,
+    options={"users": ("users to generate (two wallet files each, some quirky)", None),
+             "mismatched_keys": ("wallets whose key derives another address (they block promotion)", 0)},
+    needs_secret=True,
+)
+
+
 WALLET_STORE = StoreSpec(
     name="wallet",
     description="Per-user wallet files with AES-encrypted private keys (seeds 000, 001).",
@@ -422,4 +440,5 @@ WALLET_STORE = StoreSpec(
     ),
     source_files=(f"{WALLET_DIR}/wallet_<fid>_<chain>.json",),
     samples=WALLET_SAMPLES,
+    generator=WALLET_GENERATOR,
 )
