@@ -131,6 +131,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
         "a SHA-256 manifest, verified by re-reading it. Written once, before the store's first load; kept 30 days.",
     )
     def backup(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+        migration.hold_store_lock(spec.name, context.run_id)  # before anything is written: a second run writes nothing
         with migration.connect() as conn:
             existing = latest_backup(conn, spec.name)
             if existing:

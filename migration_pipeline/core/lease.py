@@ -1,0 +1,104 @@
+"""A store's lock as a lease in PostgreSQL (`migration.store_leases`): the processes of one run share it,
+any other run is refused, and a crashed holder's lease expires on its own.
+
+Each holding process has its own row (store, holder) with the run it works for and an expiry that a
+heartbeat thread pushes forward. A process may take the store when no unexpired row of another run is
+there; a per-store transaction-level advisory lock makes that check and the insert one step, so two
+processes cannot both see the store free. A session-level advisory lock would not do: it belongs to one
+connection of one process, and the steps of a run may each be a process of their own (or a machine).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from datetime import timedelta
+
+import psycopg
+
+from migration_pipeline.core.database import connect
+from migration_pipeline.core.errors import StoreBusyError
+
+LEASE_SECONDS = 60.0  # a crashed holder blocks its store this long at most
+HEARTBEAT_SECONDS = 15.0  # well inside the lease: a few missed beats (a busy database) do not lose it
+
+
+def new_holder() -> str:
+    """This process's name as a holder: host and pid for a person reading the table, a nonce to be unique."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def take_lease(conn: psycopg.Connection, store: str, run_id: str, holder: str,
+               seconds: float = LEASE_SECONDS) -> None:
+    """Hold `store` for `run_id` until released or `seconds` pass without a renewal; raises StoreBusyError
+    naming the run that holds it. `conn` must be in autocommit mode (the lease commits on its own)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('lease:' || %s))", (store,))
+        conn.execute("DELETE FROM migration.store_leases WHERE store = %s AND expires_at < now()", (store,))
+        other = conn.execute(
+            "SELECT run_id, holder FROM migration.store_leases WHERE store = %s AND run_id <> %s"
+            " ORDER BY taken_at LIMIT 1", (store, run_id)).fetchone()
+        if other is None:
+            conn.execute(
+                """INSERT INTO migration.store_leases (store, holder, run_id, expires_at) VALUES (%s, %s, %s, now() + %s)
+                   ON CONFLICT (store, holder) DO UPDATE SET run_id = EXCLUDED.run_id, expires_at = EXCLUDED.expires_at""",
+                (store, holder, run_id, timedelta(seconds=seconds)))
+    if other is not None:
+        raise StoreBusyError(f"store {store} is being migrated by another run ({other[0]}, process {other[1]}); "
+                             "wait for it to finish (or for its lease to expire if it crashed), then run again")
+
+
+def renew_lease(conn: psycopg.Connection, store: str, holder: str, seconds: float = LEASE_SECONDS) -> bool:
+    """Push the lease's expiry forward; False when it is gone (it expired, and another run may hold the store)."""
+    renewed = conn.execute(
+        "UPDATE migration.store_leases SET expires_at = now() + %s WHERE store = %s AND holder = %s"
+        " AND expires_at >= now()", (timedelta(seconds=seconds), store, holder))
+    conn.commit()
+    return renewed.rowcount == 1
+
+
+def release_lease(conn: psycopg.Connection, store: str, holder: str) -> None:
+    conn.execute("DELETE FROM migration.store_leases WHERE store = %s AND holder = %s", (store, holder))
+    conn.commit()
+
+
+class StoreLease:
+    """A held lease with its heartbeat: `StoreLease.take(...)`, then `release()` when the process is done."""
+
+    def __init__(self, database_url: str, store: str, run_id: str, holder: str,
+                 seconds: float = LEASE_SECONDS, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+        self.database_url, self.store, self.run_id, self.holder = database_url, store, run_id, holder
+        self.seconds, self.heartbeat = seconds, heartbeat
+        self.lost = False  # set when a renewal found the lease gone
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def take(cls, database_url: str, store: str, run_id: str, holder: str | None = None,
+             seconds: float = LEASE_SECONDS, heartbeat: float = HEARTBEAT_SECONDS) -> StoreLease:
+        lease = cls(database_url, store, run_id, holder or new_holder(), seconds, heartbeat)
+        with connect(database_url, autocommit=True) as conn:
+            take_lease(conn, store, run_id, lease.holder, seconds)
+        lease._thread = threading.Thread(target=lease._beat, name=f"lease-{store}", daemon=True)
+        lease._thread.start()
+        return lease
+
+    def _beat(self) -> None:
+        # Its own connection: the run's connections are busy (a COPY may take minutes) and not thread-safe.
+        while not self._stop.wait(self.heartbeat):
+            try:
+                with connect(self.database_url) as conn:
+                    if not renew_lease(conn, self.store, self.holder, self.seconds):
+                        self.lost = True
+                        return
+            except Exception:  # noqa: BLE001 - a beat missed (database restarting): the next one tries again
+                continue
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with connect(self.database_url) as conn:
+            release_lease(conn, self.store, self.holder)

@@ -1,0 +1,112 @@
+"""The backup under faults: two runs at once, a run killed mid-archive, links of every kind in a store."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, materialize
+
+from migration_pipeline.core.database import connect
+from migration_pipeline.resources import MigrationResource
+from migration_pipeline.stores.factory import build_store_assets
+from migration_pipeline.stores.wallet import WALLET_STORE
+
+
+def _store_with_a_big_file(root: Path, megabytes: int = 48) -> Path:
+    """A small wallet store plus one incompressible file: its backup takes a second or so."""
+    store = root / "wallet" / "storage" / "wallets"
+    store.mkdir(parents=True)
+    for fid in range(1, 30):
+        (store / f"wallet_{fid}_ethereum.json").write_text(f'{{"fid": {fid}}}')
+    with open(root / "wallet" / "dump.bin", "wb") as out:
+        for _ in range(megabytes):
+            out.write(os.urandom(2**20))
+    return root / "wallet"
+
+
+def _materialize_backup(database_url: str, root: Path, backups: Path, run: str) -> object:
+    backup_asset = build_store_assets(WALLET_STORE)[0][0]
+    resource = MigrationResource(database_url=database_url, source_root=str(root), backup_dir=str(backups), workers=1)
+    return materialize([backup_asset], resources={"migration": resource}, instance=DagsterInstance.ephemeral(),
+                       raise_on_error=False)
+
+
+def _backup_rows(database_url: str) -> list[tuple[str, ...]]:
+    with connect(database_url) as conn:
+        return conn.execute("SELECT archive_path FROM migration.backups ORDER BY created_at").fetchall()
+
+
+# --- 18: two runs of a store at once -------------------------------------------------------------------------
+
+
+def test_two_concurrent_backups_of_a_store_write_one(database_url: str, tmp_path: Path) -> None:
+    """Both runs wrote a backup before one was refused (the lock was taken by the load, after the backup).
+    The backup takes the store's lease first: one run writes, the other writes nothing (refused, or it finds
+    the backup the first one recorded)."""
+    _store_with_a_big_file(tmp_path / "src")
+    backups = tmp_path / "backups"
+    results: dict[str, object] = {}
+    start = threading.Barrier(2)
+
+    def run(name: str) -> None:
+        start.wait()
+        results[name] = _materialize_backup(database_url, tmp_path / "src", backups, name)
+
+    threads = [threading.Thread(target=run, args=(f"0000000{i}-0000-0000-0000-000000000000",)) for i in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    archives = sorted(p.name for p in backups.iterdir() if p.name.endswith(".tar.zst"))
+    assert len(archives) == 1, archives
+    assert [Path(r[0]).name for r in _backup_rows(database_url)] == archives
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM migration.store_leases").fetchone() == (0,)  # both released
+
+
+def test_a_backup_while_another_run_holds_the_store_is_refused_before_writing(database_url: str, tmp_path: Path) -> None:
+    from migration_pipeline.core.lease import StoreLease
+
+    _store_with_a_big_file(tmp_path / "src", megabytes=1)
+    backups = tmp_path / "backups"
+    other = StoreLease.take(database_url, "wallet", "other-run", holder="elsewhere:42:abcd")
+    try:
+        result = _materialize_backup(database_url, tmp_path / "src", backups, "00000003-0000-0000-0000-000000000000")
+    finally:
+        other.release()
+    assert not result.success  # type: ignore[attr-defined]
+    (failure,) = [e for e in result.all_events if e.is_step_failure]  # type: ignore[attr-defined]
+    assert failure.step_failure_data.error.cause.message.strip() == (
+        "migration_pipeline.core.errors.StoreBusyError: store wallet is being migrated by another run (other-run, "
+        "process elsewhere:42:abcd); wait for it to finish (or for its lease to expire if it crashed), then run again")
+    assert not backups.exists() or list(backups.iterdir()) == []
+    assert _backup_rows(database_url) == []
+
+
+def test_the_lease_is_shared_by_a_run_and_expires_after_a_crash(database_url: str) -> None:
+    """Per-step executors: each step of a run is a process of its own, and each takes the lease for the same
+    run. A process killed without releasing stops renewing: its row no longer counts once it expired."""
+    from migration_pipeline.core.errors import StoreBusyError
+    from migration_pipeline.core.lease import StoreLease, take_lease
+
+    first = StoreLease.take(database_url, "wallet", "run-a", holder="host:1:a", seconds=30, heartbeat=0.2)
+    second = StoreLease.take(database_url, "wallet", "run-a", holder="host:2:b", seconds=30, heartbeat=0.2)
+    with pytest.raises(StoreBusyError, match=r"^store wallet is being migrated by another run \(run-a, process host:1:a\)"):
+        StoreLease.take(database_url, "wallet", "run-b")
+    first.release()
+    with pytest.raises(StoreBusyError, match=r"\(run-a, process host:2:b\)"):
+        StoreLease.take(database_url, "wallet", "run-b")
+    time.sleep(0.5)  # a few heartbeats: the lease is renewed, not lost
+    assert not second.lost
+    second.release()
+    with connect(database_url, autocommit=True) as conn:
+        take_lease(conn, "wallet", "run-crashed", "host:3:c", seconds=0.5)  # no heartbeat: as if killed
+        with pytest.raises(StoreBusyError, match=r"\(run-crashed, process host:3:c\)"):
+            take_lease(conn, "wallet", "run-b", "host:4:d")
+        time.sleep(0.7)
+        take_lease(conn, "wallet", "run-b", "host:4:d")
+        assert conn.execute("SELECT run_id, holder FROM migration.store_leases").fetchall() == [("run-b", "host:4:d")]
