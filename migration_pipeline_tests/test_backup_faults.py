@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +17,9 @@ from migration_pipeline.core.database import connect
 from migration_pipeline.resources import MigrationResource
 from migration_pipeline.stores.factory import build_store_assets
 from migration_pipeline.stores.wallet import WALLET_STORE
+from migration_pipeline.stores.wallet.generate import generate_wallet_store
+
+from .conftest import REPO
 
 
 def _store_with_a_big_file(root: Path, megabytes: int = 48) -> Path:
@@ -110,3 +116,77 @@ def test_the_lease_is_shared_by_a_run_and_expires_after_a_crash(database_url: st
         time.sleep(0.7)
         take_lease(conn, "wallet", "run-b", "host:4:d")
         assert conn.execute("SELECT run_id, holder FROM migration.store_leases").fetchall() == [("run-b", "host:4:d")]
+
+
+# --- 17: a backup killed mid-archive -------------------------------------------------------------------------
+
+_BACKUP_SCRIPT = """
+import sys
+from pathlib import Path
+from migration_pipeline.core.backup import write_backup
+write_backup(Path(sys.argv[1]), Path(sys.argv[2]), "wallet", workers=1)
+"""
+
+
+def test_a_backup_killed_mid_archive_leaves_nothing_the_next_one_keeps(database_url: str, tmp_path: Path) -> None:
+    """SIGKILL while the archive was written left a truncated `wallet-<stamp>.tar.zst` that no row of
+    migration.backups names and no prune ever deleted. The archive is written under a temporary name and
+    renamed once verified; the next backup deletes what the killed one left."""
+    from migration_pipeline.core.backup import read_manifest, verify_archive
+
+    generate_wallet_store(tmp_path / "src", users=2000, secret="kill-secret", seed=9, processes=1)
+    with open(tmp_path / "src" / "wallet" / "dump.bin", "wb") as out:  # a second or so more to archive
+        for _ in range(64):
+            out.write(os.urandom(2**20))
+    backups = tmp_path / "backups"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _BACKUP_SCRIPT, str(tmp_path / "src" / "wallet"), str(backups)],
+                            env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not (backups.is_dir() and any(".tar.zst" in p.name for p in backups.iterdir())):
+            assert proc.poll() is None and time.monotonic() < deadline, "the backup ended before it could be killed"
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert proc.poll() is None  # still writing
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    left = sorted(p.name for p in backups.iterdir())
+    assert left and not any(name.endswith((".tar.zst", ".sha256")) for name in left), left  # only temporary names
+
+    result = _materialize_backup(database_url, tmp_path / "src", backups, "")
+    assert result.success  # type: ignore[attr-defined]
+    (row,) = _backup_rows(database_url)
+    archive = Path(row[0])
+    manifest = archive.with_name(archive.name.removesuffix(".tar.zst") + ".sha256")
+    assert sorted(backups.iterdir()) == sorted([archive, manifest])
+    assert verify_archive(archive, manifest) is None
+    assert len(read_manifest(manifest)) == 4005  # 4000 wallets, the duplicate, three unmapped files, dump.bin
+
+
+def test_stray_final_names_not_recorded_are_pruned_and_recorded_ones_kept(database_url: str, tmp_path: Path) -> None:
+    """Killed between the rename and the insert: an archive under its final name that no row names. Only
+    this store's names are touched."""
+    from migration_pipeline.core.backup import prune_strays, record_backup, write_backup
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "a.json").write_text("{}")
+    backups = tmp_path / "backups"
+    with connect(database_url) as conn:
+        kept = write_backup(store, backups, "wallet", workers=1)
+        record_backup(conn, "wallet", kept)
+        stray = write_backup(store, backups, "wallet", workers=1)
+        (backups / ".wallet-20260101T000000000000Z.tar.zst.frames").mkdir()
+        (backups / ".wallet-20260101T000000000000Z.tar.zst.frames" / "x.zst").write_bytes(b"x")
+        others = ["wallet-x-20260101T000000000000Z.tar.zst", "notes.txt", "wallet-20260101.tar.zst",
+                  ".metagauge-20260101T000000000000Z.sha256.part"]
+        for name in others:
+            (backups / name).write_bytes(b"not ours")
+        pruned = prune_strays(conn, backups, "wallet")
+    assert sorted(p.name for p in pruned) == sorted([".wallet-20260101T000000000000Z.tar.zst.frames",
+                                                     stray.archive.name, stray.manifest.name])
+    assert sorted(p.name for p in backups.iterdir()) == sorted([kept.archive.name, kept.manifest.name, *others])
