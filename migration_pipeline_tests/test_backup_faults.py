@@ -37,8 +37,8 @@ def _store_with_a_big_file(root: Path, megabytes: int = 48) -> Path:
 def _materialize_backup(database_url: str, root: Path, backups: Path, run: str) -> object:
     backup_asset = build_store_assets(WALLET_STORE)[0][0]
     resource = MigrationResource(database_url=database_url, source_root=str(root), backup_dir=str(backups), workers=1)
-    return materialize([backup_asset], resources={"migration": resource}, instance=DagsterInstance.ephemeral(),
-                       raise_on_error=False)
+    with DagsterInstance.ephemeral() as instance:  # disposed in the thread that made it (SQLite objects are per thread)
+        return materialize([backup_asset], resources={"migration": resource}, instance=instance, raise_on_error=False)
 
 
 def _backup_rows(database_url: str) -> list[tuple[str, ...]]:
@@ -190,3 +190,95 @@ def test_stray_final_names_not_recorded_are_pruned_and_recorded_ones_kept(databa
     assert sorted(p.name for p in pruned) == sorted([".wallet-20260101T000000000000Z.tar.zst.frames",
                                                      stray.archive.name, stray.manifest.name])
     assert sorted(p.name for p in backups.iterdir()) == sorted([kept.archive.name, kept.manifest.name, *others])
+
+
+# --- 9: symbolic links of every kind in a store ---------------------------------------------------------------
+
+
+def _store_with_links(root: Path, outside: Path) -> Path:
+    """A wallet store whose root holds a link of every kind beside its files."""
+    store = root / "wallet"
+    (store / "storage" / "wallets").mkdir(parents=True)
+    (store / "storage" / "wallets" / "wallet_1_ethereum.json").write_text('{"fid": 1}')
+    (store / "sub").mkdir()
+    (store / "sub" / "c.json").write_text("[1]")
+    outside.mkdir()
+    (outside / "secret.txt").write_text("OUTSIDE-THE-STORE")
+    (store / "to_inside.json").symlink_to(store / "sub" / "c.json")
+    (store / "to_outside.txt").symlink_to(outside / "secret.txt")
+    (store / "to_device").symlink_to("/dev/zero")
+    (store / "dangling.json").symlink_to(store / "nowhere.json")
+    (store / "loop_a").symlink_to("loop_b")
+    (store / "loop_b").symlink_to("loop_a")
+    (store / "to_folder").symlink_to(store / "sub")
+    (store / "to_outside_folder").symlink_to(outside)
+    (store / "sub" / "up").symlink_to("..")  # a walk through it would go round forever
+    return store
+
+
+_LINKS = {"dangling.json", "loop_a", "loop_b", "sub/up", "to_device", "to_folder", "to_inside.json",
+          "to_outside.txt", "to_outside_folder"}
+_FILES = {"storage/wallets/wallet_1_ethereum.json", "sub/c.json"}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_links_of_every_kind_are_archived_as_links_never_followed(tmp_path: Path, workers: int,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dangling or looping link failed the backup ("cannot be read"), and a link out of the store had its
+    target's content archived. Every link is now a member of its own (its target as written), never read."""
+    import tarfile
+
+    from migration_pipeline.core import backup
+    from migration_pipeline.core.manifest import iter_stats, walk_files
+
+    store = _store_with_links(tmp_path / "src", tmp_path / "outside")
+    assert set(walk_files(store)) == _LINKS | _FILES
+    assert {path for path, size, mtime in iter_stats(store) if (size, mtime) == (0, None)} == _LINKS
+    monkeypatch.setattr(backup, "CHUNK_FILES", 2)  # with 2 workers: chunks cross the process pool
+    made = backup.write_backup(store, tmp_path / "out", "wallet", workers=workers)
+    assert (made.files, made.bytes) == (11, len('{"fid": 1}') + 3)
+    assert set(backup.read_manifest(made.manifest)) == _FILES  # `sha256sum -c` would follow a link
+    assert backup.verify_archive(made.archive, made.manifest) is None
+    checked = subprocess.run(["sha256sum", "--check", "--strict", made.manifest], cwd=store, capture_output=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    with backup.open_archive(made.archive) as tar:
+        members = {m.name: (m.type, m.linkname) for m in tar}
+    assert {name: link for name, (kind, link) in members.items() if kind == tarfile.SYMTYPE} == {
+        name: os.readlink(store / name) for name in _LINKS}
+    assert {name for name, (kind, _) in members.items() if kind == tarfile.REGTYPE} == _FILES
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    subprocess.run(["tar", "--zstd", "-xf", made.archive, "-C", restored], check=True)
+    assert {name: os.readlink(restored / name) for name in _LINKS} == {name: os.readlink(store / name) for name in _LINKS}
+    assert (restored / "sub" / "c.json").read_text() == "[1]"
+
+
+def test_links_are_listed_in_the_manifest_as_links(database_url: str, tmp_path: Path) -> None:
+    """Staging listed a link as the file it reaches (a link out of the store was hashed there) or as an
+    unreadable file, and a link to a folder was in no manifest. Each is a `symlink` row with its target."""
+    from migration_pipeline.core.manifest import iter_stats
+    from migration_pipeline.core.stage import stage_store
+
+    store = _store_with_links(tmp_path / "src", tmp_path / "outside")
+    summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "links", None, workers=1)
+    assert (summary.files_mapped, summary.files_unmapped) == (1, 10)
+    with connect(database_url) as conn:
+        rows = conn.execute("SELECT path, status, size_bytes, sha256, mtime_ns, link_target"
+                            " FROM migration.source_manifest WHERE status = 'symlink' ORDER BY path").fetchall()
+    assert rows == [(name, "symlink", 0, "", None, os.readlink(store / name)) for name in sorted(_LINKS)]
+    stats = {path: (size, mtime) for path, size, mtime in iter_stats(store)}
+    assert all(stats[path] == (size, mtime) for path, _, size, _, mtime, _ in rows)  # change detection agrees
+
+
+def test_discovery_lists_links_and_never_reads_through_them(tmp_path: Path) -> None:
+    """metagauge's discovery stat'ed every file through its links: a dangling or looping link was a
+    FileNotFoundError traceback, and a data file that is a link was read wherever it led."""
+    from migration_pipeline.stores.metagauge.store import DATA_DIR, discover
+
+    store = _store_with_links(tmp_path / "src", tmp_path / "outside")
+    (store / DATA_DIR).mkdir(parents=True)
+    (store / DATA_DIR / "contracts.json").write_text("[]")
+    (store / DATA_DIR / "users.json").symlink_to(tmp_path / "outside" / "secret.txt")
+    found = discover(store)
+    assert [unit.payload for unit in found.units] == [(1, "contracts", f"{DATA_DIR}/contracts.json")]
+    assert set(found.unmapped) == _LINKS | _FILES | {f"{DATA_DIR}/users.json"}

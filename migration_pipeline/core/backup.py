@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import stat as stat_mode
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -39,7 +40,7 @@ import zstandard
 from psycopg import sql
 
 from migration_pipeline.core.errors import MigrationError
-from migration_pipeline.core.manifest import read_unless_larger, recorded_path, walk_folders
+from migration_pipeline.core.manifest import is_link_error, read_unless_larger, recorded_path, walk_folders
 
 CHUNK_FILES = 5000
 FRAME_BYTES = 32 * 2**20  # a chunk's frame is closed at this many bytes of tar blocks
@@ -136,7 +137,11 @@ def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]], spill_
                 close_frame(in_memory=False)
                 frames.append(_stream_large_file(path, relative, stat, spill_dir))
                 continue
-        except OSError as exc:  # vanished since it was listed, a dangling link, no permission
+        except OSError as exc:  # a symbolic link (never read through), vanished since it was listed, no permission
+            if is_link_error(exc, path) and (link := _link_header(path, relative)) is not None:
+                parts.append(link)  # no content, no manifest line: `sha256sum -c` would follow it
+                held += tarfile.BLOCKSIZE
+                continue
             raise MigrationError(
                 f"backup: {recorded_path(relative)} cannot be read ({exc.strerror}) and a backup must hold every file: "
                 "restore or remove it (or stop the application's writes if the store is changing), then re-run") from None
@@ -151,6 +156,21 @@ def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]], spill_
     return frames
 
 
+def _link_header(path: str, relative: str) -> bytes | None:
+    """The tar member of a symbolic link: its target as written, no content (restored as the same link).
+    None when it is no longer a link."""
+    try:
+        stat = os.lstat(path)
+        target = os.readlink(path)
+    except OSError:
+        return None
+    if not stat_mode.S_ISLNK(stat.st_mode):
+        return None
+    info = tarfile.TarInfo(relative)
+    info.type, info.linkname, info.mtime, info.mode = tarfile.SYMTYPE, target, int(stat.st_mtime), 0o777
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+
+
 def _spill(blocks: bytes, spill_dir: str) -> str:
     with tempfile.NamedTemporaryFile(dir=spill_dir, suffix=".zst", delete=False) as out:
         out.write(blocks)
@@ -162,7 +182,8 @@ def _stream_large_file(path: str, relative: str, stat: os.stat_result, spill_dir
     `stat.st_size` bytes the header announces (what a writer appends meanwhile is left for the next backup)."""
     digest = hashlib.sha256()
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
-    with open(path, "rb") as source, tempfile.NamedTemporaryFile(dir=spill_dir, suffix=".zst", delete=False) as out:
+    with open(path, "rb", opener=_no_follow) as source, \
+            tempfile.NamedTemporaryFile(dir=spill_dir, suffix=".zst", delete=False) as out:
         with compressor.stream_writer(out, closefd=False) as frame:
             frame.write(member_header(relative, stat.st_size, int(stat.st_mtime), stat.st_mode))
             left = stat.st_size
@@ -177,6 +198,11 @@ def _stream_large_file(path: str, relative: str, stat: os.stat_result, spill_dir
                 left -= len(block)
             frame.write(bytes(-stat.st_size % tarfile.BLOCKSIZE))
     return _Frame(None, out.name, _sum_line(digest.hexdigest(), relative), stat.st_size, streamed=True)
+
+
+def _no_follow(path: str, flags: int) -> int:
+    # Replaced by a link since it was read: not read through (see core/manifest.py).
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def _compress(blocks: bytes) -> bytes:
@@ -220,6 +246,8 @@ def _members(blocks: bytes) -> Iterator[tuple[str, str]]:
 def _tar_members(tar: tarfile.TarFile) -> Iterator[tuple[str, str]]:
     """(name, SHA-256 of the content) of every member, each read a block at a time (any size)."""
     for member in tar:
+        if member.issym():  # a symbolic link: no content, and no manifest line
+            continue
         digest = hashlib.sha256()
         extracted = tar.extractfile(member)
         if extracted is not None:
