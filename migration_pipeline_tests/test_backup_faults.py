@@ -282,3 +282,42 @@ def test_discovery_lists_links_and_never_reads_through_them(tmp_path: Path) -> N
     found = discover(store)
     assert [unit.payload for unit in found.units] == [(1, "contracts", f"{DATA_DIR}/contracts.json")]
     assert set(found.unmapped) == _LINKS | _FILES | {f"{DATA_DIR}/users.json"}
+
+
+_HOLD_SCRIPT = """
+import sys, time
+from migration_pipeline.core.lease import StoreLease
+StoreLease.take(sys.argv[1], "wallet", "run-killed", holder="killed:1:k")
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_holder_does_not_block_the_next_run_until_its_lease_expires(database_url: str) -> None:
+    """A run killed by SIGKILL leaves its lease row: its holder's mark (an advisory lock of its connection)
+    goes with the process, and the next run takes the store at once, not a lease (60 s) later."""
+    from migration_pipeline.core.errors import StoreBusyError
+    from migration_pipeline.core.lease import StoreLease
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_SCRIPT, database_url], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        with pytest.raises(StoreBusyError, match=r"\(run-killed, process killed:1:k\)"):
+            StoreLease.take(database_url, "wallet", "run-next")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10  # until PostgreSQL has seen the killed process's connection close
+    while True:
+        try:
+            lease = StoreLease.take(database_url, "wallet", "run-next")
+            break
+        except StoreBusyError:
+            assert time.monotonic() < deadline, "the killed holder's lease still counts"
+            time.sleep(0.1)
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT run_id FROM migration.store_leases").fetchall() == [("run-next",)]
+    lease.release()
