@@ -593,7 +593,7 @@ def test_unreadable_unmapped_files_and_named_pipes_are_recorded_not_fatal(databa
                                 " WHERE path NOT LIKE '%wallet_1_%' ORDER BY path").fetchall()
     pipe_mtime = (store / "app.pipe").stat().st_mtime_ns
     assert manifest == [("app.pipe", "unmapped", 0, hashlib.sha256(b"").hexdigest(), pipe_mtime),
-                        ("notes.txt", "unmapped", 0, "", None),
+                        ("notes.txt", "symlink", 0, "", None),  # a link is never read through
                         ("storage/wallets/wallet_2_ethereum.json", "mapped", 0, hashlib.sha256(b"").hexdigest(),
                          (wallets / "wallet_2_ethereum.json").stat().st_mtime_ns)]
     stats = {path: (size, mtime) for path, size, mtime in iter_stats(store)}
@@ -602,7 +602,8 @@ def test_unreadable_unmapped_files_and_named_pipes_are_recorded_not_fatal(databa
 
 def test_pipes_with_a_writer_and_links_to_devices_are_read_as_empty_files(database_url: str, tmp_path: Path) -> None:
     """A pipe that a writer holds open made the read raise BlockingIOError (a traceback), and a link to
-    /dev/zero was read until memory ran out. Anything that is not a regular file is read as empty now."""
+    /dev/zero was read until memory ran out. A pipe is read as empty now, and a link is never read through:
+    listed as a link, or quarantined unreadable where a wallet was expected."""
     store = tmp_path / "src" / "wallet"
     wallets = store / "storage" / "wallets"
     wallets.mkdir(parents=True)
@@ -619,7 +620,8 @@ def test_pipes_with_a_writer_and_links_to_devices_are_read_as_empty_files(databa
     finally:
         for writer in writers:
             os.close(writer)
-    assert (summary.files_mapped, summary.files_unmapped, summary.quarantined) == (3, 2, {"empty_file": 2})
+    assert (summary.files_mapped, summary.files_unmapped, summary.quarantined) == (
+        3, 2, {"empty_file": 1, "unreadable_file": 1})
     empty = hashlib.sha256(b"").hexdigest()
     with connect(database_url) as conn:
         manifest = conn.execute("SELECT path, status, size_bytes, sha256 FROM migration.source_manifest"
@@ -627,8 +629,8 @@ def test_pipes_with_a_writer_and_links_to_devices_are_read_as_empty_files(databa
         quarantined = conn.execute("SELECT source_file FROM migration.quarantine ORDER BY 1").fetchall()
     assert manifest == [("app.pipe", "unmapped", 0, empty),
                         ("storage/wallets/wallet_2_ethereum.json", "mapped", 0, empty),
-                        ("storage/wallets/wallet_3_ethereum.json", "mapped", 0, empty),
-                        ("zeros", "unmapped", 0, empty)]
+                        ("storage/wallets/wallet_3_ethereum.json", "mapped", 0, ""),
+                        ("zeros", "symlink", 0, "")]
     assert quarantined == [("storage/wallets/wallet_2_ethereum.json",), ("storage/wallets/wallet_3_ethereum.json",)]
 
 

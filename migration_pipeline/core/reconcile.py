@@ -44,7 +44,7 @@ def file_counts(conn: psycopg.Connection, store: str, plan_id: str) -> tuple[int
     counted: dict[str, int] = dict(conn.execute(
         "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
         (store, plan_id)).fetchall())
-    return int(counted.get("mapped", 0)), int(counted.get("unmapped", 0))
+    return int(counted.get("mapped", 0)), sum(n for status, n in counted.items() if status != "mapped")
 
 
 def _count(conn: psycopg.Connection, schema: str, table: str) -> int:

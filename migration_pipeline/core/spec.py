@@ -85,6 +85,7 @@ class ManifestEntry(NamedTuple):  # a tuple: built once per source file, million
     sha256: str
     mapped: bool
     mtime_ns: int | None = None
+    link_target: str | None = None  # a symlink's target (recorded_path), never followed: status 'symlink'
 
 
 @dataclass(slots=True)

@@ -250,11 +250,13 @@ def _copy_manifest(
     prefix = f"{copy_field(store)}\t{copy_field(plan_id)}\t"
     text = "".join(
         f"{prefix}{copy_field(e.path)}\t{e.size_bytes}\t{copy_field(e.sha256)}\t"
-        f"{'mapped' if e.mapped else 'unmapped'}\t{copy_field(e.mtime_ns)}{suffix}"
+        f"{'symlink' if e.link_target is not None else 'mapped' if e.mapped else 'unmapped'}\t{copy_field(e.mtime_ns)}"
+        f"\t{copy_field(e.link_target)}{suffix}"
         for e in entries
     )
     with cur.copy(
-        "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status, mtime_ns, unit_no)"
+        "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status, mtime_ns, link_target,"
+        " unit_no)"
         " FROM STDIN"
     ) as copy:
         if text:
@@ -510,7 +512,7 @@ def finish_staging(
         conn.execute(
             """UPDATE migration.staging SET status = 'staged', staged_at = now(), run_id = %s,
                  (files_mapped, files_unmapped) = (
-                   SELECT count(*) FILTER (WHERE status = 'mapped'), count(*) FILTER (WHERE status = 'unmapped')
+                   SELECT count(*) FILTER (WHERE status = 'mapped'), count(*) FILTER (WHERE status <> 'mapped')
                    FROM migration.source_manifest WHERE store = %s AND plan_id = %s)
                WHERE store = %s""",
             (run_id, spec.name, plan_id, spec.name),

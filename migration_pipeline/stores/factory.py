@@ -28,7 +28,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from migration_pipeline.core.backup import latest_backup, record_backup, write_backup
+from migration_pipeline.core.backup import latest_backup, prune_strays, record_backup, write_backup
 from migration_pipeline.core.changes import detect_changes
 from migration_pipeline.core.promote import (
     DEFAULT_ATTEMPTS,
@@ -147,7 +147,9 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
         "a SHA-256 manifest, verified by re-reading it. Written once, before the store's first load; kept 30 days.",
     )
     def backup(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+        migration.hold_store_lock(spec.name, context.run_id)  # before anything is written: a second run writes nothing
         with migration.connect() as conn:
+            prune_strays(conn, Path(migration.backup_dir), spec.name)  # what a killed backup left
             existing = latest_backup(conn, spec.name)
             if existing:
                 return MaterializeResult(metadata={"archive": MetadataValue.path(existing[0]),

@@ -126,12 +126,14 @@ MESSAGES_COLUMNS = _cols(
 
 def discover(store_dir: Path) -> Discovery:
     """One unit per present data file, in load order; every other file is unmapped."""
-    present = [(n, table, rel) for n, (table, rel) in enumerate(FILES) if (store_dir / rel).is_file()]
+    # A link is never read through (core/manifest.py): a data file that is a link is listed as a link.
+    present = [(n, table, rel) for n, (table, rel) in enumerate(FILES)
+               if (store_dir / rel).is_file() and not (store_dir / rel).is_symlink()]
     mapped = {rel for _, _, rel in present}
     everything = walk_files(store_dir) if store_dir.is_dir() else []
     digest = hashlib.sha256()
     for rel in everything:
-        st = os.stat(store_dir / rel)
+        st = os.lstat(store_dir / rel)  # a dangling or looping link has no stat through it
         digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return Discovery(
         units=tuple(Unit(number=n, payload=(n, table, rel)) for n, table, rel in present),

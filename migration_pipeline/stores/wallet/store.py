@@ -70,15 +70,18 @@ def discover(store_dir: Path) -> Discovery:
     wallet_dir = store_dir / WALLET_DIR
     names: list[str] = []
     folders: list[str] = []
-    if wallet_dir.is_dir():
+    links: list[str] = []
+    if wallet_dir.is_dir() and not wallet_dir.is_symlink():
         with scan_folder(wallet_dir) as entries:
             for entry in entries:
-                if not entry.is_dir():
-                    names.append(entry.name)
-                elif not entry.is_symlink():  # a linked folder is not followed, as by every other listing
+                if entry.is_symlink():  # never read through: listed as a link, as by every other listing
+                    links.append(f"{WALLET_DIR}/{entry.name}")
+                elif entry.is_dir():
                     folders.append(entry.name)
+                else:
+                    names.append(entry.name)
     names.sort()
-    unmapped = walk_files(store_dir, skip=WALLET_DIR)
+    unmapped = walk_files(store_dir, skip=WALLET_DIR) + links
     # Wallets are the wallet folder's own files; a folder inside it holds none, but its files are the
     # store's all the same, so they are listed (as unmapped) rather than never seen.
     for folder in folders:
