@@ -566,3 +566,21 @@ def test_a_value_of_the_wrong_type_is_quarantined_by_column_never_quoted(databas
         progress = conn.execute("SELECT records_seen, rows_emitted FROM migration.unit_progress").fetchall()
     assert seen == {"wallets": 2} and left == [(2,)] and progress == [(2, 1)]
     assert quarantined == [("f.json", "invalid_value", "column fid: a str where bigint is expected", 7)]
+
+
+def test_a_database_migrated_with_the_old_flat_file_names_upgrades_cleanly(database_url: str) -> None:
+    """Before sql/ had a folder per schema, files were recorded by bare name: they are renamed, not re-run."""
+    from migration_pipeline.core.schema import LEGACY_NAMES
+
+    with connect(database_url) as conn:
+        for old, new in LEGACY_NAMES.items():
+            conn.execute("UPDATE migration.schema_migrations SET filename = %s WHERE filename = %s", (old, new))
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM migration.schema_migrations WHERE filename = ANY(%s)",
+                            (list(LEGACY_NAMES),)).fetchone() == (len(LEGACY_NAMES),)
+        report = apply_migrations(conn)
+        conn.commit()
+        names = {r[0] for r in conn.execute("SELECT filename FROM migration.schema_migrations")}
+    assert report.applied == ()
+    assert set(LEGACY_NAMES.values()) <= names and not set(LEGACY_NAMES) & names
+    assert report.already_applied[0] == "migration/001_migration.sql"
