@@ -151,7 +151,7 @@ def parse_json(raw: bytes, max_depth: int = DEFAULT_MAX_DEPTH, *, _shift: int = 
     For a file that holds one record (e.g. one JSON object per file)."""
     if raw.startswith(_BOM):
         raw = raw[3:]
-        _shift -= 3
+        _shift += 3
     if depth_exceeds(raw, max_depth):
         raise JsonRejected("too_deep", f"the record nests deeper than {max_depth} levels")
     return _parse(raw, _shift)
