@@ -4,6 +4,7 @@ brackets), and the count always equal to the reader's number of items."""
 
 from __future__ import annotations
 
+import random
 import tracemalloc
 from decimal import Decimal
 from pathlib import Path
@@ -69,7 +70,27 @@ def test_items_and_independent_count(tmp_path: Path, data: bytes, expected: list
     items = _items(list(read_json(path, block_size=block_size)))
     assert items == expected
     assert [type(v) for _, v in items] == [type(v) for _, v in expected]  # Decimal stays Decimal, float float
-    assert count_items(path) == len(expected)
+    assert count_items(path, block_size=block_size) == len(expected)
+
+
+def test_count_agrees_with_reader_on_random_bytes(tmp_path: Path) -> None:
+    """Any bytes at all, cut into blocks anywhere: the independent count equals the reader's items."""
+    rng = random.Random(14)
+    path = tmp_path / "f.json"
+    alphabet = b'[]{},"\\ \n1x:'
+    valid = b'[{"a": [1, {"b": "c\\"]"}], "d": "e,f"}, 2, "g", [], {}]'
+    for _ in range(1000):
+        if rng.random() < 0.5:
+            data = bytearray(valid)
+            for _ in range(rng.randint(1, 3)):
+                data[rng.randrange(len(data))] = rng.choice(alphabet)
+        else:
+            data = bytearray(b"[" + bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 30))))
+        block = rng.choice([1, 2, 3, 5, 64])
+        for container in ("array", "object"):
+            path.write_bytes((b"[" if container == "array" else b"{") + bytes(data[1:]))
+            items = list(read_json(path, container, block_size=block))  # type: ignore[arg-type]
+            assert count_items(path, container, block_size=rng.choice([1, 2, 3, 5, 64])) == len(items), bytes(data)
 
 
 def test_huge_integer_beyond_int_digit_limit(tmp_path: Path) -> None:
