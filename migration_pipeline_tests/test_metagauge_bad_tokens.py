@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from migration_pipeline.core.database import connect
@@ -177,3 +179,19 @@ def test_a_reader_that_drops_a_record_fails_the_row_count_gate(database_url: str
     assert not rows.passed
     assert rows.summary == f"users: {USERS} source ≠ {USERS - 1} staged + 0 quarantined"
     assert checksums.passed  # the checksum only covers what the reader read: it cannot see the loss
+
+
+def test_normalizers_take_exact_numbers() -> None:
+    s = metagauge_store
+    assert s._numeric(Decimal("25.123456789012345678"), "w") == Decimal("25.12345679")
+    assert s._int(Decimal("1E+3"), "n") == 1000
+    assert s._key(Decimal("123456789012345678901234567890"), "id") == "123456789012345678901234567890"
+    assert s._json_text([Decimal("1e400")], "abi") == "[1E+400]"
+    assert orjson.dumps(s._Json()({"a": Decimal("1e400"), "b": Decimal("0.1000000000000000000001")}, "x")) == (
+        b'{"a":1E+400,"b":0.1000000000000000000001}')
+    for call, reason in [(lambda: s._numeric(Decimal("1e400"), "w"), "out_of_range"),
+                         (lambda: s._int(Decimal("1e400000000"), "n"), "out_of_range"),
+                         (lambda: s._int(Decimal("1.00000000000000001"), "n"), "invalid_value")]:
+        with pytest.raises(s._Reject) as caught:
+            call()
+        assert caught.value.reason == reason
