@@ -307,7 +307,8 @@ def _slots(handle: IO[bytes], container: Container, max_depth: int, block_size: 
             if buf.eof:
                 unread = buf.base + len(buf.data) - offset
                 yield _Slot(offset, None, ("invalid_json", f"unexpected end of file: {_what(container)} is not"
-                                                           f" closed ({unread} bytes of this element unread)"))
+                                                           f" closed ({unread} byte{'s' * (unread != 1)} of this"
+                                                           " element unread)"))
                 return
             moved = buf.more(pos if too_deep else start)
             pos -= moved
