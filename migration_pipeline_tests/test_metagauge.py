@@ -82,6 +82,12 @@ def test_sample_exact_outcome(database_url: str, tmp_path: Path) -> None:
         assert [o.name for o in outcomes[:3]] == ["row_count_reconciliation", "checksum_reconciliation", "live_row_loss"]
         assert len(outcomes) == 3 + len(SPEC.tables)
 
+        # Each file's records are counted apart from the reader; child tables (from within records) are not.
+        counted = conn.execute("SELECT table_name, records_seen, records_counted FROM migration.unit_progress"
+                               " WHERE store = 'metagauge' AND records_counted IS NOT NULL ORDER BY unit_no").fetchall()
+        assert counted == [("users", 8, 8), ("contracts", 5, 5), ("analyses", 7, 7), ("chat_sessions", 3, 3),
+                           ("chat_messages", 6, 6)]
+
         q = conn.execute("SELECT table_name, source_file, locator, reason, message FROM migration.quarantine"
                          " WHERE store = 'metagauge'").fetchall()
         assert {r[:4] for r in q} == EXPECTED_QUARANTINE

@@ -57,13 +57,15 @@ def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
 def table_counts(
     conn: psycopg.Connection, spec: StoreSpec, plan_id: str, schema: str | None = None
 ) -> dict[str, dict[str, int]]:
-    """Per table: source records seen, staged rows, quarantined records and the rows expected.
+    """Per table: source records (counted apart from the reader where the store did so, else as read),
+    staged rows, quarantined records and the rows expected.
 
     `schema` is where the plan's tables are now: the staging schema until promoted, then the live one."""
     schema = schema or spec.staging_schema
     seen: dict[str, int] = dict(conn.execute(
-        "SELECT table_name, sum(records_seen) FROM migration.unit_progress WHERE store = %s AND plan_id = %s"
-        " GROUP BY 1", (spec.name, plan_id)).fetchall())
+        # A unit's source records: as counted apart from its reader where the store did, else as read.
+        "SELECT table_name, sum(coalesce(records_counted, records_seen)) FROM migration.unit_progress"
+        " WHERE store = %s AND plan_id = %s GROUP BY 1", (spec.name, plan_id)).fetchall())
     quarantined: dict[str, int] = dict(conn.execute(
         "SELECT table_name, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1",
         (spec.name, plan_id)).fetchall())
@@ -168,8 +170,8 @@ def reconcile_units(
     conn: psycopg.Connection, spec: StoreSpec, plan_id: str, units: Sequence[Unit], label: str
 ) -> CheckOutcome:
     """Gate for a subset of a store's units (a shard) while staging is still open: every unit is
-    committed, records seen = rows loaded + quarantined, and the row-hash sum of the staged rows
-    (recomputed in SQL) equals the sum computed while reading."""
+    committed, source records (as in `table_counts`) = rows loaded + quarantined, and the row-hash sum
+    of the staged rows (recomputed in SQL) equals the sum computed while reading."""
     numbers = [u.number for u in units]
     seqs = [seq for u in units for seq, _ in u.payload]
     committed = conn.execute(
@@ -181,7 +183,8 @@ def reconcile_units(
         problems.append(f"{len(numbers) - details['units_committed']} of {len(numbers)} units not loaded")
     for table in (t for t in spec.tables if t.loaded):
         progress = conn.execute(
-            "SELECT coalesce(sum(records_seen), 0), coalesce(sum(rows_emitted), 0), coalesce(sum(row_hash_sum), 0)"
+            "SELECT coalesce(sum(coalesce(records_counted, records_seen)), 0), coalesce(sum(rows_emitted), 0),"
+            " coalesce(sum(row_hash_sum), 0)"
             " FROM migration.unit_progress WHERE store = %s AND plan_id = %s AND table_name = %s"
             " AND unit_no = ANY(%s)", (spec.name, plan_id, table.name, numbers)).fetchone()
         quarantined = conn.execute(
