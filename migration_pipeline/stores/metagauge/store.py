@@ -698,7 +698,7 @@ METAGAUGE_STORE = StoreSpec(
             ex.in_set("tier", TIERS), ex.matches("tier", "^[a-z]+$"),
             ex.unexpected_rows("email is unique case-insensitively",
                                # hashes, so that no e-mail address reaches the results or Data Docs
-                               "SELECT md5(lower(email)) AS email_hash, count(*) AS n FROM {batch}"
+                               "SELECT md5(lower(email COLLATE \"C\")) AS email_hash, count(*) AS n FROM {batch}"
                                " GROUP BY 1 HAVING count(*) > 1"),
             ex.unexpected_rows("legacy ids are never UUIDs (a UUID id is kept as the id)",
                                # no regex quantifier braces: GX formats the query with str.format
