@@ -16,10 +16,10 @@ from psycopg import sql
 
 from migration_pipeline.core import stage
 from migration_pipeline.core.database import connect
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.rows import sql_row_hash
 from migration_pipeline.core.spec import StoreSpec
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.registry import all_stores
 
 from .conftest import SAMPLE_SECRET, SAMPLES

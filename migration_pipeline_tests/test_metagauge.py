@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from migration_pipeline.core.database import connect
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.report import build_report
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.metagauge import METAGAUGE_STORE
 from migration_pipeline.stores.metagauge.generate import generate_metagauge_store
 from migration_pipeline.stores.metagauge.store import legacy_uuid

@@ -18,11 +18,11 @@ from migration_pipeline.core.reconcile import (
     CheckOutcome,
     checksum_gate,
     current_plan,
-    evaluate_gates,
     row_count_gate,
     table_counts,
 )
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.sources.json_array import Element
 from migration_pipeline.stores.metagauge import METAGAUGE_STORE
 from migration_pipeline.stores.metagauge import store as metagauge_store

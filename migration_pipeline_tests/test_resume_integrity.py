@@ -14,8 +14,8 @@ import pytest
 from migration_pipeline.core import stage
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.promote import promote
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.wallet.store import WALLET_STORE
 
 from .conftest import SAMPLE_SECRET, SAMPLES

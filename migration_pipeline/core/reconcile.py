@@ -5,11 +5,11 @@ Every outcome is recorded in migration.check_results for the run; promotion read
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -209,13 +209,29 @@ def reconcile_units(
                         f"{len(numbers)} units, {rows} rows: counts and checksums reconcile", details)
 
 
+class SuiteOutcome(Protocol):
+    """What the gates read of one table's expectation suite."""
+
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def evaluated(self) -> int: ...
+    @property
+    def failed(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def docs_index(self) -> Path | None: ...
+
+
+# (database_url, spec, expected rows per table, docs folder) -> the outcome of each table's suite
+SuiteRunner = Callable[[str, StoreSpec, dict[str, int], Path], Mapping[str, SuiteOutcome]]
+
+
 def evaluate_gates(
     conn: psycopg.Connection, database_url: str, spec: StoreSpec, run_id: str, docs_dir: Path,
-    max_row_loss_percent: float = DEFAULT_MAX_ROW_LOSS_PERCENT,
+    max_row_loss_percent: float = DEFAULT_MAX_ROW_LOSS_PERCENT, *, run_suites: SuiteRunner,
 ) -> list[CheckOutcome]:
-    """Run every gate of the store's current staged plan and record the outcomes."""
-    from migration_pipeline.quality.gx import run_suites
-
+    """Run every gate of the store's current staged plan and record the outcomes. The per-table suites come
+    from `run_suites` (the quality package's Great Expectations runner): the engine knows no GX."""
     plan_id, status = current_plan(conn, spec.name)
     if status != "staged":
         outcome = CheckOutcome("staging_complete", False, f"staging is {status}, not staged: run the load first")
