@@ -37,3 +37,15 @@ def database_url(server_url: str) -> Iterator[str]:
         conn.commit()
     yield url
     drop_database(server_url, name)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two different generated wallet stores (read-only for the tests): A = 50 users, B = 60 users."""
+    from migration_pipeline.stores.wallet.generate import generate_wallet_store
+
+    a = tmp_path_factory.mktemp("root_a")
+    b = tmp_path_factory.mktemp("root_b")
+    generate_wallet_store(a, users=50, secret=SAMPLE_SECRET, seed=1, quirk_rate=0.0, processes=1)
+    generate_wallet_store(b, users=60, secret=SAMPLE_SECRET, seed=2, quirk_rate=0.0, processes=1)
+    return {"A": a, "B": b}
