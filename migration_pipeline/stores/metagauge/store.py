@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from migration_pipeline.core.manifest import describe_file, walk_files
+from migration_pipeline.core.serving import Lookup, serving_gate
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -819,6 +820,13 @@ METAGAUGE_STORE = StoreSpec(
     parallel=False,
     needs_secret=False,
     source_files=tuple(rel for _, rel in FILES),
+    gates=(serving_gate((
+        Lookup("user by e-mail, any ASCII case", "users", 'lower(email COLLATE "C") = lower(%s COLLATE "C")', ("email",)),
+        Lookup("user by API key", "users", "api_key = %s", ("api_key",)),
+        Lookup("contracts of a user", "contracts", "user_id = %s", ("user_id",)),
+        Lookup("analyses of a user", "analyses", "user_id = %s", ("user_id",)),
+        Lookup("messages of a chat session", "chat_messages", "session_id = %s", ("session_id",)),
+    )),),
     samples=METAGAUGE_SAMPLES,
     generator=Generator(run=_generate, options={"users": ("users to generate (with contracts, analyses, chats)", None)}),
 )

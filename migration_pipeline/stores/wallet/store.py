@@ -23,6 +23,7 @@ from psycopg import sql
 
 from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_keys
 from migration_pipeline.core.manifest import describe_file, read_unless_larger, scan_folder, walk_files
+from migration_pipeline.core.serving import Lookup, serving_gate
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -446,6 +447,12 @@ WALLET_STORE = StoreSpec(
     shards=SHARDS,
     sync=WALLET_SYNC,
     gates=(
+        serving_gate((
+            Lookup("wallet by user and chain", "wallets", "fid = %s AND chain = %s", ("fid", "chain")),
+            Lookup("wallet by address, any case", "wallets", "lower(address) = lower(%s)", ("address",)),
+            Lookup("wallets of a user", "wallets", "fid = %s", ("fid",)),
+            Lookup("user by fid", "users", "fid = %s", ("fid",)),
+        )),
         Gate(
             name="key_verification",
             description="Every wallet with a key decrypts with ENCRYPTION_SECRET and its key derives the stored"
