@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from migration_pipeline.core.names import staging_schema
 from migration_pipeline.core.spec import Gate
 
 
@@ -54,7 +55,7 @@ class _ServingCheck:
     lookups: tuple[Lookup, ...]
 
     def __call__(self, conn: psycopg.Connection, store: str, plan_id: str) -> tuple[bool, str, dict[str, Any]]:
-        schema = f"{store}__staging"
+        schema = staging_schema(store)
         plans: dict[str, Any] = {}
         scanning: list[str] = []
         for lookup in self.lookups:

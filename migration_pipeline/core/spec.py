@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
+from migration_pipeline.core.names import previous_schema, staging_schema
+
 ColumnKind = Literal["int", "numeric", "text", "bool", "timestamptz", "date", "uuid", "text[]", "jsonb"]
 
 
@@ -227,11 +229,11 @@ class StoreSpec:
 
     @property
     def staging_schema(self) -> str:
-        return f"{self.name}__staging"
+        return staging_schema(self.name)
 
     @property
     def previous_schema(self) -> str:
-        return f"{self.name}__previous"
+        return previous_schema(self.name)
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)

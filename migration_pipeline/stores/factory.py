@@ -30,6 +30,7 @@ from pydantic import Field
 
 from migration_pipeline.core.backup import latest_backup, prune_strays, record_backup, write_backup
 from migration_pipeline.core.changes import detect_changes
+from migration_pipeline.core.names import backfill_group, gates_op
 from migration_pipeline.core.promote import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BACKOFF,
@@ -199,7 +200,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
     @multi_asset_check(
         specs=[AssetCheckSpec(name, asset=staged_key, description=text, blocking=True)
                for name, text in check_names(spec)],
-        name=f"{spec.name}_gates",
+        name=gates_op(spec.name),
         description=f"Blocking gates of {spec.name}: all must pass before the staged tables are promoted.",
     )
     def gates(context: AssetCheckExecutionContext, config: GateConfig,
@@ -274,7 +275,7 @@ def _shard_asset(spec: StoreSpec, backup_key: AssetKey) -> AssetsDefinition:
 def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey) -> AssetsDefinition:
     @asset(
         key=key,
-        group_name=f"{spec.name}_backfill",
+        group_name=backfill_group(spec.name),
         deps=[SCHEMA_ASSET, backup_key],
         partitions_def=StaticPartitionsDefinition([f"{i:02d}" for i in range(spec.shards)]),
         backfill_policy=BackfillPolicy.single_run(),
