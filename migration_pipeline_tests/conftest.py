@@ -4,6 +4,7 @@ database per test, with sql/ applied."""
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url:
         return url
-    return start_embedded_server(tmp_path_factory.mktemp("pgdata"), keep_running=False)
+    # Not under pytest's basetemp: a concurrent pytest session on the machine prunes old basetemps, and with
+    # them a running server's data folder.
+    return start_embedded_server(Path(tempfile.mkdtemp(prefix="mp-test-pgdata-")), keep_running=False)
 
 
 @pytest.fixture
