@@ -212,7 +212,7 @@ def generate_defarm_store(root: Path, items: int, seed: int = 7) -> GeneratedSto
             out["lid_dfid_mappings"].record({"local_id": _uuid(rng), "dfid": dfid, "workspace_id": f"ws-{n % 50}",
                                              "created_at": _ts(rng)})
         if n % 4 == 0:
-            orphan = quirk
+            orphan = (n // 4) % QUIRK_EVERY == QUIRK_EVERY - 1  # a circuit item of an item that does not exist
             out["circuit_items"].record({
                 "dfid": "DFID-20990101-000000-0000" if orphan else dfid, "circuit_id": circuits[n % len(circuits)],
                 "permissions": ["read"], "added_by": f"user-{n % users:06d}", "added_at": _ts(rng)})
