@@ -269,3 +269,29 @@ def test_generate_command(tmp_path: Path) -> None:
     assert done.stdout.startswith("wrote ") and "(200 items) in 18 files" in done.stdout
     assert sorted(p.name for p in (tmp_path / "defarm/snapshot").iterdir()) == sorted(
         [f"{n}.jsonl" for n in ENGINE_NAMES] + ["README.txt"])
+
+
+@pytest.mark.slow
+def test_the_migrate_job_promotes_the_sample(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole Dagster job (backup, stage, gates, promotion, report) on the sample: the live tables hold the
+    expected rows, u64 max exactly, and the report lists the adjustments."""
+    from dagster import DagsterInstance
+
+    from migration_pipeline.core.promote import get_phase
+    from migration_pipeline.definitions import defs, job_name
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MIGRATION_SOURCE_ROOT", str(SAMPLES))
+    monkeypatch.setenv("MIGRATION_REPORT_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("MIGRATION_BACKUP_DIR", str(tmp_path / "backups"))
+    result = defs.resolve_job_def(job_name("defarm")).execute_in_process(instance=DagsterInstance.ephemeral())
+    assert result.success
+    with connect(database_url) as conn:
+        assert get_phase(conn, "defarm").phase == "promoted"
+        live = {t: conn.execute(sql.SQL("SELECT count(*) FROM defarm.{}").format(sql.Identifier(t))).fetchone()[0]  # type: ignore[index]
+                for t in ENGINE_NAMES}
+        assert live == EXPECTED["tables"]
+        assert conn.execute("SELECT credits::text FROM defarm.users WHERE user_id = 'user-0001'").fetchone() == (
+            "18446744073709551615",)
+    report = next((tmp_path / "reports" / "defarm").glob("*/report.html")).read_text(encoding="utf-8")
+    assert "timestamp_rounded" in report and "unknown_enum_variant" in report and "blank_line" in report
