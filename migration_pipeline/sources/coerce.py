@@ -37,7 +37,8 @@ class Invalid:
     message: str
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """A value's JSON type name, for messages that describe a value without quoting it."""
     if value is None:
         return "null"
     return {str: "string", bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}.get(
@@ -45,7 +46,7 @@ def _json_type(value: Any) -> str:
 
 
 def _wrong_type(value: Any, expected: str) -> Invalid:
-    return Invalid("invalid_value", f"is a JSON {_json_type(value)} where {expected} is expected")
+    return Invalid("invalid_value", f"is a JSON {json_type(value)} where {expected} is expected")
 
 
 # --- scalars ---------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def tagged_enum(value: Any, variants: Mapping[str, Shape]) -> EnumValue | Invali
     elif isinstance(value, dict) and len(value) == 1:
         tag, payload = next(iter(value.items()))
     else:
-        what = f"an object of {len(value)} keys" if isinstance(value, dict) else f"a JSON {_json_type(value)}"
+        what = f"an object of {len(value)} keys" if isinstance(value, dict) else f"a JSON {json_type(value)}"
         return Invalid("invalid_value", f"is {what}, not an externally tagged enum (a variant name, or an object of"
                        " one key)")
     if not tag:

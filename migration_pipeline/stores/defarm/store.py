@@ -248,7 +248,6 @@ class Reject(Exception):
 
 
 _EMPTY: dict[str, Any] = {}
-_MISSING = object()
 
 
 def _field_reader(field: Field) -> Callable[[Any, Batch, str], Any]:
@@ -307,27 +306,26 @@ def _note(batch: Batch, table: str, name: str, n: int = 1) -> None:
     batch.unmapped_fields[key] = batch.unmapped_fields.get(key, 0) + n
 
 
-@dataclass(frozen=True)
 class Normalizer:
     """Turns one engine's records into rows in its columns' order (built once per engine and process)."""
 
-    engine: Engine
+    __slots__ = ("engine", "_known", "_readers")
 
-    def __post_init__(self) -> None:
-        readers = [(f.name, f.is_enum, _field_reader(f)) for f in self.engine.fields]
-        object.__setattr__(self, "_readers", readers)
-        object.__setattr__(self, "_known", frozenset(f.name for f in self.engine.fields))
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._readers = [(f.name, f.is_enum, _field_reader(f)) for f in engine.fields]
+        self._known = frozenset(f.name for f in engine.fields)
 
     def __call__(self, record: Mapping[str, Any], batch: Batch) -> tuple[Any, ...]:
         table = self.engine.name
         row: list[Any] = []
-        for name, is_enum, read in self._readers:  # type: ignore[attr-defined]
+        for name, is_enum, read in self._readers:
             value = read(record.get(name), batch, table)
             if is_enum:
                 row.extend(value)
             else:
                 row.append(value)
-        known = self._known  # type: ignore[attr-defined]
+        known = self._known
         row.append(_EMPTY if known.issuperset(record) else {k: v for k, v in record.items() if k not in known})
         return tuple(row)
 
@@ -360,7 +358,7 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
             batch.quarantine(table, relative, locator, line.problem.reason, line.problem.message)
         elif not isinstance(line.value, dict):
             batch.quarantine(table, relative, locator, "not_an_object",
-                             f"the line holds a JSON {coerce._json_type(line.value)}, not an object")
+                             f"the line holds a JSON {coerce.json_type(line.value)}, not an object")
         else:
             try:
                 row = normalize(line.value, batch)
