@@ -21,6 +21,7 @@ from typing import TextIO
 
 from migration_pipeline.core.database import dsn_password, redact_dsn, sqlalchemy_url, start_embedded_server
 from migration_pipeline.core.errors import EXIT_CODES_HELP, ConfigurationError, explain, shorten, shorten_paths
+from migration_pipeline.core.names import gates_op
 from migration_pipeline.preflight import folder_bytes, free_disk_for, role_may_create, usable_folder
 
 DAGSTER_HOME = Path(".dagster_home")
@@ -228,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_config = {**_QUIET, "ops": {
             f"{name}__live": {"config": {"force": args.force, "requested_by": _user()}},
             f"{name}__staged": {"config": {"incremental": bool(getattr(args, "incremental", False))}},
-            f"{name}_gates": {"config": {"max_row_loss_percent": 100.0 if getattr(args, "allow_row_loss", False)
+            gates_op(name): {"config": {"max_row_loss_percent": 100.0 if getattr(args, "allow_row_loss", False)
                                          else DEFAULT_MAX_ROW_LOSS_PERCENT}},
         }}
         with _stderr_without("Exception while writing logger call to event log"):
@@ -268,6 +269,32 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     _schema_applied(env.database_url)
     print_status(env.database_url)
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    env = prepare(args)
+    args.started = True
+    from migration_pipeline.core.database import connect
+    from migration_pipeline.quarantine_export import export_quarantine, reason_counts
+    from migration_pipeline.stores.registry import get_store
+
+    spec = get_store(args.store)
+    _schema_applied(env.database_url)
+    with connect(env.database_url) as conn:
+        try:
+            if args.out is None:
+                counts = reason_counts(conn, spec.name)
+                if not counts:
+                    print(f"{spec.name}: nothing quarantined in the current plan")
+                for table, reason, n in counts:
+                    if args.reason in (None, reason):
+                        print(f"{table}\t{reason}\t{n}")
+                return 0
+            written = export_quarantine(conn, spec.name, Path(args.out), args.format, args.reason)
+        except LookupError:
+            raise ConfigurationError(f"store {spec.name} has not been staged yet: run it first") from None
+    print(f"wrote {written} quarantined records of {spec.name} to {shorten_paths(str(Path(args.out).resolve()))}")
     return 0
 
 
@@ -372,10 +399,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          sync_changes=args.sync_changes, metagauge_users=args.metagauge_users)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("migration-pipeline")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="migration-pipeline", description=__doc__.splitlines()[0] if __doc__ else "",
                                      epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error (also MIGRATION_DEBUG=1)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -448,6 +485,21 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--store", required=True)
     back.add_argument("--actor", default=None, help="who asks (default: $USER)")
     back.set_defaults(func=cmd_rollback)
+
+    from migration_pipeline.stores.registry import all_stores as _stores
+
+    quarantine = sub.add_parser(
+        "quarantine", help="list the current plan's quarantine by reason, or export its rows to fix them",
+        description="Without --out: records per table and reason. With --out: every quarantined record (file, "
+        "locator, reason, message) as CSV or Parquet. Messages describe values, never quote them, so no "
+        "secret or personal data is exported.",
+        epilog="example: migration-pipeline quarantine --store wallet --reason invalid_json --out bad.csv")
+    common(quarantine)
+    quarantine.add_argument("--store", required=True, choices=[s.name for s in _stores()])
+    quarantine.add_argument("--reason", help="only this reason code (see the README's table)")
+    quarantine.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    quarantine.add_argument("--out", help="file to write (default: print the counts)")
+    quarantine.set_defaults(func=cmd_quarantine)
 
     ui = sub.add_parser("ui", help="start the Dagster UI on the same database and instance")
     common(ui)

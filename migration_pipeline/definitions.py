@@ -13,6 +13,7 @@ from dagster import (
 )
 
 from migration_pipeline.automation import change_sensor, hourly_schedule
+from migration_pipeline.core.names import backfill_job, migrate_job
 from migration_pipeline.core.schema import apply_migrations
 from migration_pipeline.lifecycle import cutover_store, rollback_store
 from migration_pipeline.resources import MigrationResource
@@ -34,7 +35,7 @@ def migration_schema(context: AssetExecutionContext, migration: MigrationResourc
 
 
 def job_name(store: str) -> str:
-    return f"migrate_{store}"
+    return migrate_job(store)
 
 
 STORES = all_stores()
@@ -53,7 +54,7 @@ defs = Definitions(
     ]
     + [
         define_asset_job(
-            f"backfill_{s.name}_shards",
+            backfill_job(s.name),
             selection=AssetSelection.assets(shard_key(s)),
             description=f"Load a range of {s.name}'s shards (partitions) into its staging; then run migrate_{s.name}.",
         )

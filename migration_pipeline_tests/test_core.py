@@ -173,16 +173,17 @@ def test_iter_stats_lists_every_file_below_with_its_size_and_mtime(tmp_path: Pat
         (tmp_path / relative).write_bytes(data)
     (tmp_path / "empty").mkdir()
     os.utime(tmp_path / "top.json", ns=(1, 1_700_000_000_123_456_789))
-    # What walk_files lists, as the loaders record it: a link to a file through it, a dangling link as
-    # unreadable, a link to a folder not followed.
+    # A symbolic link, wherever it points, is one entry, never followed (to a file, nowhere, to a folder),
+    # with size 0 and no mtime, as the manifest records it.
     (tmp_path / "a" / "link.json").symlink_to(tmp_path / "top.json")
     (tmp_path / "a" / "gone.json").symlink_to(tmp_path / "nowhere.json")
     (tmp_path / "a" / "again").symlink_to(tmp_path / "a" / "b")
     found = {path: (size, mtime) for path, size, mtime in iter_stats(tmp_path)}
-    listed = {"top.json", "a/b/c.json", "a/d e.txt", "a/link.json", "a/gone.json"}
+    listed = {"top.json", "a/b/c.json", "a/d e.txt", "a/link.json", "a/gone.json", "a/again"}
     assert set(found) == set(iter_files(tmp_path)) == set(walk_files(tmp_path)) == listed
-    assert found["top.json"] == found["a/link.json"] == (2, 1_700_000_000_123_456_789)
-    assert (found["a/b/c.json"][0], found["a/d e.txt"][0], found["a/gone.json"]) == (3, 7, (0, None))
+    assert found["top.json"] == (2, 1_700_000_000_123_456_789)
+    assert (found["a/b/c.json"][0], found["a/d e.txt"][0]) == (3, 7)
+    assert found["a/link.json"] == found["a/gone.json"] == found["a/again"] == (0, None)
 
 
 def test_a_folder_that_cannot_be_listed_is_said_in_one_line_by_every_listing(
@@ -407,8 +408,8 @@ def test_a_file_that_cannot_be_read_fails_the_backup_in_one_line(tmp_path: Path,
     store.mkdir()
     for i in range(8):
         (store / f"f{i}.json").write_bytes(b"{}")
-    (store / "f5.json").unlink()
-    (store / "f5.json").symlink_to(store / "gone.json")  # listed, then unreadable: as if it vanished
+    (store / "f5.json").unlink()  # listed, then unreadable: it vanished
+    monkeypatch.setattr(backup, "walk_folders", lambda _: [("", [f"f{i}.json" for i in range(8)])])
     monkeypatch.setattr(backup, "CHUNK_FILES", 3)  # with 2 workers: the error crosses the process pool
     with pytest.raises(MigrationError) as failed:
         backup.write_backup(store, tmp_path / "out", "demo", workers=workers)
@@ -565,3 +566,21 @@ def test_a_value_of_the_wrong_type_is_quarantined_by_column_never_quoted(databas
         progress = conn.execute("SELECT records_seen, rows_emitted FROM migration.unit_progress").fetchall()
     assert seen == {"wallets": 2} and left == [(2,)] and progress == [(2, 1)]
     assert quarantined == [("f.json", "invalid_value", "column fid: a str where bigint is expected", 7)]
+
+
+def test_a_database_migrated_with_the_old_flat_file_names_upgrades_cleanly(database_url: str) -> None:
+    """Before sql/ had a folder per schema, files were recorded by bare name: they are renamed, not re-run."""
+    from migration_pipeline.core.schema import LEGACY_NAMES
+
+    with connect(database_url) as conn:
+        for old, new in LEGACY_NAMES.items():
+            conn.execute("UPDATE migration.schema_migrations SET filename = %s WHERE filename = %s", (old, new))
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM migration.schema_migrations WHERE filename = ANY(%s)",
+                            (list(LEGACY_NAMES),)).fetchone() == (len(LEGACY_NAMES),)
+        report = apply_migrations(conn)
+        conn.commit()
+        names = {r[0] for r in conn.execute("SELECT filename FROM migration.schema_migrations")}
+    assert report.applied == ()
+    assert set(LEGACY_NAMES.values()) <= names and not set(LEGACY_NAMES) & names
+    assert report.already_applied[0] == "migration/001_migration.sql"

@@ -4,6 +4,7 @@ copy must apply exactly the DDL a checkout applies (it once shipped no sql/ and 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,8 +23,13 @@ pytestmark = pytest.mark.slow
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel built from this checkout, unpacked as pip installs a pure-Python wheel into site-packages."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True)
+    # Built from a copy: setuptools reuses a build/ folder, whose stale files would end up in the wheel.
+    source = out / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".bench", ".dagster_home", ".pgdata", "reports",
+        "backups"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
+                   check=True, capture_output=True)
     site = out / "site-packages"
     with zipfile.ZipFile(next(out.glob("migration_pipeline-*.whl"))) as wheel:
         wheel.extractall(site)
@@ -31,8 +37,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_wheel_carries_every_ddl_file(installed: Path) -> None:
-    shipped = sorted(p.name for p in (installed / "migration_pipeline" / "sql").glob("*.sql"))
-    assert shipped == sorted(p.name for p in (REPO / "sql").glob("*.sql")) and shipped
+    shipped = sorted(p.relative_to(installed / "migration_pipeline" / "sql").as_posix()
+                     for p in (installed / "migration_pipeline" / "sql").glob("*/*.sql"))
+    assert shipped == sorted(p.relative_to(REPO / "sql").as_posix() for p in (REPO / "sql").glob("*/*.sql")) and shipped
 
 
 def test_run_and_status_from_an_unrelated_folder_use_the_installed_ddl(
@@ -58,7 +65,7 @@ def test_run_and_status_from_an_unrelated_folder_use_the_installed_ddl(
         assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
         with connect(url) as conn:
             applied = {r[0] for r in conn.execute("SELECT filename FROM migration.schema_migrations")}
-            assert applied == {p.name for p in (REPO / "sql").glob("*.sql")}
+            assert applied == {p.relative_to(REPO / "sql").as_posix() for p in (REPO / "sql").glob("*/*.sql")}
             assert conn.execute("SELECT count(*) FROM wallet.wallets").fetchone() == (16,)
         status = cli("status", "--source-root", str(SAMPLES), "--database-url", url)
         assert status.returncode == 0, status.stderr

@@ -14,9 +14,9 @@ from migration_pipeline.core.changes import detect_changes
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.manifest import iter_files
 from migration_pipeline.core.promote import promote
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.stage import stage_store
 from migration_pipeline.core.sync import CARRIED_UNIT, sync_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.resources import MigrationResource
 from migration_pipeline.stores.wallet import WALLET_STORE
 from migration_pipeline.stores.wallet.generate import generate_wallet_store
@@ -116,8 +116,8 @@ def test_change_sensor_requests_an_incremental_run(database_url: str, tmp_path: 
 
 
 def test_linked_files_are_not_changes(database_url: str, tmp_path: Path) -> None:
-    """A wallet file reached through a link is loaded like any other, and a dangling link is recorded as
-    unreadable; change detection sees neither as changed, so no sync soft-deletes a wallet that is there."""
+    """A link is never read through (this one leads out of the store): a wallet file that is a link, to a
+    file or nowhere, is listed in the manifest as a link, never loaded; change detection sees neither as changed."""
     root = tmp_path / "src"
     generate_wallet_store(root, users=20, secret=SECRET, seed=5, quirk_rate=0.0)
     wallets = root / "wallet" / WALLETS
@@ -127,10 +127,15 @@ def test_linked_files_are_not_changes(database_url: str, tmp_path: Path) -> None
     (wallets / "wallet_3_ethereum.json").symlink_to(elsewhere / "wallet_3_ethereum.json")
     (wallets / "wallet_99_ethereum.json").symlink_to(elsewhere / "gone.json")
     _migrate_full(database_url, root, "full", tmp_path / "docs")
-    assert (3, "ethereum") in _live(database_url)
+    assert (3, "ethereum") not in _live(database_url)
+    links = (f"{WALLETS}/wallet_3_ethereum.json", f"{WALLETS}/wallet_99_ethereum.json")
     with connect(database_url) as conn:
-        assert conn.execute("SELECT reason FROM migration.quarantine WHERE source_file = %s",
-                            (f"{WALLETS}/wallet_99_ethereum.json",)).fetchall() == [("unreadable_file",)]
+        assert conn.execute("SELECT count(*) FROM migration.quarantine WHERE source_file IN (%s, %s)", links
+                            ).fetchone() == (0,)
+        assert conn.execute("SELECT path, status, link_target FROM migration.source_manifest WHERE path IN (%s, %s)"
+                            " ORDER BY 1", links).fetchall() == [
+            (links[0], "symlink", str(elsewhere / "wallet_3_ethereum.json")),
+            (links[1], "symlink", str(elsewhere / "gone.json"))]
         changes = detect_changes(conn, WALLET_STORE, root)
     assert changes is not None and changes.empty, changes.describe() if changes else None
 

@@ -20,9 +20,9 @@ from psycopg import sql
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.keys import cipher_key
 from migration_pipeline.core.promote import get_phase, promote
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.spec import ReadContext
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.wallet.generate import generate_wallet_store
 from migration_pipeline.stores.wallet.store import (
     FILE_NAME,
@@ -505,7 +505,7 @@ def test_parallel_staging_of_a_generated_store(database_url: str, tmp_path: Path
     assert summary.units == 16  # 6001 mapped files in 16 shards by fid, each shard under 2000 files
     assert summary.resumed_units == 0
     assert summary.files_mapped == generated.mapped_files == 6001
-    assert summary.files_unmapped == generated.unmapped_files + 1 == 4
+    assert summary.files_unmapped == generated.unmapped_files + 2 == 5  # the nested file, and the link itself
     # The staged asset's metadata times each part, the finish's three steps too.
     assert sorted(summary.seconds) == ["discover", "finish_sql", "read_and_copy", "resume_check", "sql_foreign_keys",
                                        "sql_integrity", "sql_tables"]
@@ -565,13 +565,25 @@ def test_oversized_fid_and_unreadable_file_are_quarantined_not_fatal(database_ur
     wallets.mkdir(parents=True)
     shutil.copy(SAMPLES / "wallet" / "storage" / "wallets" / "wallet_1_ethereum.json", wallets / "wallet_1_ethereum.json")
     (wallets / "wallet_99999999999999999999_base-account.json").write_text('{"address": "0x' + "a" * 40 + '"}')
-    (wallets / "wallet_5_ethereum.json").symlink_to(tmp_path / "missing-target.json")  # listed, then unreadable
+    (wallets / "wallet_5_ethereum.json").symlink_to(tmp_path / "missing-target.json")  # a link: listed, never read
     summary = stage_store(database_url, WALLET_STORE, tmp_path / "src", "odd", SAMPLE_SECRET, workers=1)
     assert summary.staged["wallets"] == 1
     with connect(database_url) as conn:
         rows = conn.execute("SELECT source_file, reason FROM migration.quarantine ORDER BY 1").fetchall()
-    assert rows == [("storage/wallets/wallet_5_ethereum.json", "unreadable_file"),
-                    ("storage/wallets/wallet_99999999999999999999_base-account.json", "invalid_fid")]
+        link = conn.execute("SELECT status FROM migration.source_manifest WHERE path = %s",
+                            ("storage/wallets/wallet_5_ethereum.json",)).fetchone()
+    assert link == ("symlink",)
+    assert rows == [("storage/wallets/wallet_99999999999999999999_base-account.json", "invalid_fid")]
+    # A file listed by discovery that is gone when its unit reads it: recorded and quarantined, never a crash.
+    from array import array
+
+    from migration_pipeline.core.spec import Unit
+    from migration_pipeline.stores.wallet.store import WalletFiles, read_unit
+
+    vanished = Unit(0, WalletFiles(array("q", [1]), ("wallet_7_ethereum.json",)))
+    batch = next(read_unit(vanished, ReadContext(tmp_path / "src" / "wallet", SAMPLE_SECRET)))
+    assert [(q.source_file, q.reason) for q in batch.quarantined] == [
+        ("storage/wallets/wallet_7_ethereum.json", "unreadable_file")]
 
 
 def test_unreadable_unmapped_files_and_named_pipes_are_recorded_not_fatal(database_url: str, tmp_path: Path) -> None:
@@ -593,7 +605,7 @@ def test_unreadable_unmapped_files_and_named_pipes_are_recorded_not_fatal(databa
                                 " WHERE path NOT LIKE '%wallet_1_%' ORDER BY path").fetchall()
     pipe_mtime = (store / "app.pipe").stat().st_mtime_ns
     assert manifest == [("app.pipe", "unmapped", 0, hashlib.sha256(b"").hexdigest(), pipe_mtime),
-                        ("notes.txt", "unmapped", 0, "", None),
+                        ("notes.txt", "symlink", 0, "", None),  # a link is never read through
                         ("storage/wallets/wallet_2_ethereum.json", "mapped", 0, hashlib.sha256(b"").hexdigest(),
                          (wallets / "wallet_2_ethereum.json").stat().st_mtime_ns)]
     stats = {path: (size, mtime) for path, size, mtime in iter_stats(store)}
@@ -602,7 +614,8 @@ def test_unreadable_unmapped_files_and_named_pipes_are_recorded_not_fatal(databa
 
 def test_pipes_with_a_writer_and_links_to_devices_are_read_as_empty_files(database_url: str, tmp_path: Path) -> None:
     """A pipe that a writer holds open made the read raise BlockingIOError (a traceback), and a link to
-    /dev/zero was read until memory ran out. Anything that is not a regular file is read as empty now."""
+    /dev/zero was read until memory ran out. A pipe is read as empty now, and a link is never read through:
+    listed as a link, or quarantined unreadable where a wallet was expected."""
     store = tmp_path / "src" / "wallet"
     wallets = store / "storage" / "wallets"
     wallets.mkdir(parents=True)
@@ -619,7 +632,7 @@ def test_pipes_with_a_writer_and_links_to_devices_are_read_as_empty_files(databa
     finally:
         for writer in writers:
             os.close(writer)
-    assert (summary.files_mapped, summary.files_unmapped, summary.quarantined) == (3, 2, {"empty_file": 2})
+    assert (summary.files_mapped, summary.files_unmapped, summary.quarantined) == (2, 3, {"empty_file": 1})
     empty = hashlib.sha256(b"").hexdigest()
     with connect(database_url) as conn:
         manifest = conn.execute("SELECT path, status, size_bytes, sha256 FROM migration.source_manifest"
@@ -627,9 +640,9 @@ def test_pipes_with_a_writer_and_links_to_devices_are_read_as_empty_files(databa
         quarantined = conn.execute("SELECT source_file FROM migration.quarantine ORDER BY 1").fetchall()
     assert manifest == [("app.pipe", "unmapped", 0, empty),
                         ("storage/wallets/wallet_2_ethereum.json", "mapped", 0, empty),
-                        ("storage/wallets/wallet_3_ethereum.json", "mapped", 0, empty),
-                        ("zeros", "unmapped", 0, empty)]
-    assert quarantined == [("storage/wallets/wallet_2_ethereum.json",), ("storage/wallets/wallet_3_ethereum.json",)]
+                        ("storage/wallets/wallet_3_ethereum.json", "symlink", 0, ""),
+                        ("zeros", "symlink", 0, "")]
+    assert quarantined == [("storage/wallets/wallet_2_ethereum.json",)]
 
 
 def test_a_wallet_file_over_the_size_cap_is_hashed_and_quarantined_not_read(database_url: str, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import stat as stat_mode
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -39,7 +40,7 @@ import zstandard
 from psycopg import sql
 
 from migration_pipeline.core.errors import MigrationError
-from migration_pipeline.core.manifest import read_unless_larger, recorded_path, walk_folders
+from migration_pipeline.core.manifest import is_link_error, read_unless_larger, recorded_path, walk_folders
 
 CHUNK_FILES = 5000
 FRAME_BYTES = 32 * 2**20  # a chunk's frame is closed at this many bytes of tar blocks
@@ -136,7 +137,11 @@ def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]], spill_
                 close_frame(in_memory=False)
                 frames.append(_stream_large_file(path, relative, stat, spill_dir))
                 continue
-        except OSError as exc:  # vanished since it was listed, a dangling link, no permission
+        except OSError as exc:  # a symbolic link (never read through), vanished since it was listed, no permission
+            if is_link_error(exc, path) and (link := _link_header(path, relative)) is not None:
+                parts.append(link)  # no content, no manifest line: `sha256sum -c` would follow it
+                held += tarfile.BLOCKSIZE
+                continue
             raise MigrationError(
                 f"backup: {recorded_path(relative)} cannot be read ({exc.strerror}) and a backup must hold every file: "
                 "restore or remove it (or stop the application's writes if the store is changing), then re-run") from None
@@ -151,6 +156,21 @@ def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]], spill_
     return frames
 
 
+def _link_header(path: str, relative: str) -> bytes | None:
+    """The tar member of a symbolic link: its target as written, no content (restored as the same link).
+    None when it is no longer a link."""
+    try:
+        stat = os.lstat(path)
+        target = os.readlink(path)
+    except OSError:
+        return None
+    if not stat_mode.S_ISLNK(stat.st_mode):
+        return None
+    info = tarfile.TarInfo(relative)
+    info.type, info.linkname, info.mtime, info.mode = tarfile.SYMTYPE, target, int(stat.st_mtime), 0o777
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+
+
 def _spill(blocks: bytes, spill_dir: str) -> str:
     with tempfile.NamedTemporaryFile(dir=spill_dir, suffix=".zst", delete=False) as out:
         out.write(blocks)
@@ -162,7 +182,8 @@ def _stream_large_file(path: str, relative: str, stat: os.stat_result, spill_dir
     `stat.st_size` bytes the header announces (what a writer appends meanwhile is left for the next backup)."""
     digest = hashlib.sha256()
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
-    with open(path, "rb") as source, tempfile.NamedTemporaryFile(dir=spill_dir, suffix=".zst", delete=False) as out:
+    with open(path, "rb", opener=_no_follow) as source, \
+            tempfile.NamedTemporaryFile(dir=spill_dir, suffix=".zst", delete=False) as out:
         with compressor.stream_writer(out, closefd=False) as frame:
             frame.write(member_header(relative, stat.st_size, int(stat.st_mtime), stat.st_mode))
             left = stat.st_size
@@ -177,6 +198,11 @@ def _stream_large_file(path: str, relative: str, stat: os.stat_result, spill_dir
                 left -= len(block)
             frame.write(bytes(-stat.st_size % tarfile.BLOCKSIZE))
     return _Frame(None, out.name, _sum_line(digest.hexdigest(), relative), stat.st_size, streamed=True)
+
+
+def _no_follow(path: str, flags: int) -> int:
+    # Replaced by a link since it was read: not read through (see core/manifest.py).
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def _compress(blocks: bytes) -> bytes:
@@ -220,6 +246,8 @@ def _members(blocks: bytes) -> Iterator[tuple[str, str]]:
 def _tar_members(tar: tarfile.TarFile) -> Iterator[tuple[str, str]]:
     """(name, SHA-256 of the content) of every member, each read a block at a time (any size)."""
     for member in tar:
+        if member.issym():  # a symbolic link: no content, and no manifest line
+            continue
         digest = hashlib.sha256()
         extracted = tar.extractfile(member)
         if extracted is not None:
@@ -334,24 +362,27 @@ def _chunks(folders: list[tuple[str, list[str]]]) -> Iterator[list[tuple[str, li
 
 def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2) -> Backup:
     """Archive every file under `store_dir` with a `sha256sum`-format manifest beside it, then re-read
-    the archive and compare every member with the manifest."""
+    the archive and compare every member with the manifest. Both are written under temporary names
+    (`.<name>.part`), fsynced and verified, then renamed: a run killed meanwhile leaves no file that looks like
+    a backup, and `prune_strays` deletes what it left."""
     backup_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     archive = backup_dir / f"{store}-{stamp}.tar.zst"
     manifest_path = backup_dir / f"{store}-{stamp}.sha256"
+    partial, partial_manifest = (path.with_name(f".{path.name}{_PARTIAL}") for path in (archive, manifest_path))
     folders = walk_folders(store_dir)
     files = sum(len(names) for _, names in folders)
     parallel = workers > 1 and files > CHUNK_FILES
     # spawn: the parent may be a threaded Dagster process, where fork is unsafe.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if parallel else None
-    spill_dir = backup_dir / f".{archive.name}.frames"  # the workers' large frames, until appended
+    spill_dir = backup_dir / f".{archive.name}{_FRAMES}"  # the workers' large frames, until appended
     try:
         spill_dir.mkdir()
         chunks: list[_Chunk] = []
         digest = hashlib.sha256()
         total = 0
         try:
-            with open(archive, "wb") as out, open(manifest_path, "wb") as manifest:
+            with open(partial, "wb") as out, open(partial_manifest, "wb") as manifest:
                 jobs = ((str(store_dir), chunk, str(spill_dir), FRAME_BYTES, LARGE_FILE) for chunk in _chunks(folders))
                 for frames in _in_order(pool, _archive_chunk, jobs):
                     for frame in frames:
@@ -363,21 +394,65 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
                 end = _compress(_END_OF_ARCHIVE)
                 out.write(end)
                 digest.update(end)
-                out.flush()
-                os.fsync(out.fileno())
+                for written in (out, manifest):
+                    written.flush()
+                    os.fsync(written.fileno())
+            checks = ((str(partial), str(partial_manifest), chunk) for chunk in chunks)
+            for bad in _in_order(pool, _verify_chunk, checks):
+                if bad is not None:
+                    raise MigrationError(f"backup {archive} does not verify at {recorded_path(bad)}; check the disk and "
+                                         "re-run")
+            # The manifest first: an archive under its final name always has its manifest beside it.
+            os.replace(partial_manifest, manifest_path)
+            os.replace(partial, archive)
+            _fsync_folder(backup_dir)
         except BaseException:  # no half-written archive is left to be mistaken for a backup
-            archive.unlink(missing_ok=True)
-            manifest_path.unlink(missing_ok=True)
+            for path in (partial, partial_manifest, archive, manifest_path):
+                path.unlink(missing_ok=True)
             raise
-        checks = ((str(archive), str(manifest_path), chunk) for chunk in chunks)
-        for bad in _in_order(pool, _verify_chunk, checks):
-            if bad is not None:
-                raise MigrationError(f"backup {archive} does not verify at {recorded_path(bad)}; check the disk and re-run")
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         shutil.rmtree(spill_dir, ignore_errors=True)
     return Backup(archive.resolve(), digest.hexdigest(), files, total, manifest_path.resolve())
+
+
+_PARTIAL = ".part"  # an archive or manifest being written: `.<final name>.part`
+_FRAMES = ".frames"  # a folder of spilled frames being written: `.<archive name>.frames`
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable: a crash right after must not bring back the temporary names."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prune_strays(conn: psycopg.Connection, backup_dir: Path, store: str) -> list[Path]:
+    """Delete what killed backups of `store` left in `backup_dir`: temporary archives, manifests and frame
+    folders, and archives or manifests under a final name that `migration.backups` does not hold (killed
+    between the rename and the insert). Only names of this store's backups are touched (`<store>-<UTC
+    stamp>.tar.zst` and `.sha256`, with their temporary forms). Call it holding the store's lock: a run that
+    is writing a backup has its temporary files here. Returns what was deleted."""
+    if not backup_dir.is_dir():
+        return []
+    stamp = re.escape(store) + r"-\d{8}T\d{12}Z"
+    final = re.compile(rf"{stamp}\.(?:tar\.zst|sha256)")
+    temporary = re.compile(rf"\.{stamp}\.(?:tar\.zst|sha256){re.escape(_PARTIAL)}|\.{stamp}\.tar\.zst{re.escape(_FRAMES)}")
+    # By name (a stamp to the microsecond): the folder may be reached by another path than when it was recorded.
+    registered = {Path(p).name for row in conn.execute(
+        "SELECT archive_path, manifest_path FROM migration.backups WHERE store = %s", (store,)) for p in row}
+    pruned = []
+    for entry in sorted(backup_dir.iterdir()):
+        if temporary.fullmatch(entry.name) or (final.fullmatch(entry.name) and entry.name not in registered):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            pruned.append(entry)
+    return pruned
 
 
 def _append_frame(frame: _Frame, out: io.BufferedWriter, digest: Any) -> None:

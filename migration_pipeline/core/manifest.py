@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat as stat_mode
@@ -13,8 +14,18 @@ from migration_pipeline.core.errors import MigrationError
 from migration_pipeline.core.spec import ManifestEntry
 
 # O_NONBLOCK: a named pipe in a store would otherwise block its reader forever (it reads as empty now);
-# regular files ignore the flag.
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+# regular files ignore the flag. O_NOFOLLOW: a symbolic link is never read through (see `describe_link`); opening
+# one fails with ELOOP.
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+
+# Symbolic links in a store. A link is never followed, wherever it points: out of the store root (another
+# disk, /dev/zero, /etc), nowhere (dangling), to itself (a loop), to a folder (a walk could go round forever),
+# or to a file inside the store (that file is listed and read under its own name; checking that a link
+# stays inside and then opening it would race a writer re-pointing it). Every listing gives a link as one
+# entry, never descended into; the manifest records it with status `symlink` and its target as text, and,
+# as an unreadable file is recorded (what a loader records for a mapped name that is a link), size 0, no
+# hash, no mtime: change detection sees a link as unchanged while it stays a link. The backup archives it
+# as a link.
 
 
 def read_whole(path: str) -> tuple[bytes, os.stat_result]:
@@ -62,14 +73,32 @@ def recorded_path(path: str) -> str:
     return path if path.isascii() else os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def is_link_error(error: OSError, path: str | Path) -> bool:
+    """Whether opening `path` with the read flags failed because it is a symbolic link (not read through)."""
+    return error.errno == errno.ELOOP and os.path.islink(path)
+
+
+def describe_link(path: str | Path, relative_path: str, *, mapped: bool) -> ManifestEntry | None:
+    """The manifest entry of a symbolic link (status `symlink`): its target as `recorded_path` text; size 0,
+    no hash, no mtime. None when `path` is not a link (any more)."""
+    try:
+        target = os.readlink(path)
+    except OSError:  # gone, or replaced by a file or folder, since it was listed
+        return None
+    return ManifestEntry(recorded_path(relative_path), 0, "", mapped, None, recorded_path(target))
+
+
 def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> ManifestEntry:
     """Hash a file in 1 MiB blocks (works for files of any size); its entry holds its `recorded_path`. A
-    file that cannot be read (a dangling link, gone since it was listed) is recorded as the loaders record
-    one, size 0 and no hash, and as change detection sees it, without an mtime."""
+    symbolic link is described as a link (`describe_link`), not read. A file that cannot be read (gone since
+    it was listed) is recorded as the loaders record one, size 0 and no hash, and as change detection sees
+    it, without an mtime."""
+    path = store_dir / relative_path
     try:
-        fd = os.open(store_dir / relative_path, _READ_FLAGS)
-    except OSError:
-        return ManifestEntry(recorded_path(relative_path), 0, "", mapped, None)
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as error:
+        link = describe_link(path, relative_path, mapped=mapped) if is_link_error(error, path) else None
+        return link or ManifestEntry(recorded_path(relative_path), 0, "", mapped, None)
     digest = hashlib.sha256()
     size = 0
     with os.fdopen(fd, "rb") as handle:
@@ -83,10 +112,12 @@ def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> Manif
 
 def iter_stats(store_dir: Path) -> Iterator[tuple[str, int, int | None]]:
     """(recorded path, size, mtime_ns) of every file below `store_dir`, read with stat only (no file is
-    opened), one at a time: the files `walk_files` lists (folders are not followed through links, a link to a file is
-    stat'ed through), with (0, None) for one that cannot be stat'ed, as the loaders record an unreadable
-    file. Paths are joined as strings: a `Path` per file cost 10 µs."""
+    opened), one at a time: the files `walk_files` lists, with (0, None) for a symbolic link and for one that
+    cannot be stat'ed, as the manifest records them. Paths are joined as strings: a `Path` per file cost 10 µs."""
     for path, entry in _entries(store_dir):
+        if entry.is_symlink():
+            yield recorded_path(path), 0, None
+            continue
         try:
             st = entry.stat()
         except OSError:  # a dangling link, or gone since it was listed
@@ -108,31 +139,44 @@ def _entries(store_dir: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
         folder, prefix = pending.pop()
         with scan_folder(folder) as entries:
             for entry in entries:
-                if not entry.is_dir():
-                    yield prefix + entry.name, entry
-                elif not entry.is_symlink():
+                if entry.is_dir(follow_symlinks=False):
                     pending.append((entry.path, f"{prefix}{entry.name}/"))
+                else:  # a file, or a symbolic link wherever it points
+                    yield prefix + entry.name, entry
 
 
 def walk_files(store_dir: Path, skip: str | None = None) -> list[str]:
-    """Every regular file below `store_dir` as sorted POSIX paths relative to it, not descending into
-    the relative folder `skip` (a store's bulk folder, listed by the store itself)."""
+    """Every file below `store_dir` (a symbolic link, wherever it points, is one, never descended into) as
+    sorted POSIX paths relative to it, not descending into the relative folder `skip` (a store's bulk
+    folder, listed by the store itself)."""
     found: list[str] = []
     for folder, dirs, files in os.walk(store_dir, onerror=_unlistable):
         relative = Path(folder).relative_to(store_dir).as_posix()
         prefix = "" if relative == "." else relative + "/"
+        files += _links_to_folders(folder, dirs)
         if skip is not None:
             dirs[:] = [d for d in dirs if prefix + d != skip]
         found.extend(prefix + name for name in files)
     return sorted(found)
 
 
+def _links_to_folders(folder: str, dirs: list[str]) -> list[str]:
+    """os.walk lists a link to a folder among the folders (and does not descend into it): moved out of `dirs`
+    and returned, as it is a store's entry like any link."""
+    links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+    if links:
+        dirs[:] = [d for d in dirs if d not in links]
+    return links
+
+
 def walk_folders(store_dir: Path) -> list[tuple[str, list[str]]]:
-    """Every folder below `store_dir` that holds files, in sorted order, as (its path relative to
-    `store_dir` with a trailing "/", "" for `store_dir` itself; its files' names, sorted). Names are not
-    joined to their folder here: at 2M files in one folder the joined paths took 190 MB more."""
+    """Every folder below `store_dir` that holds files (links included, as in `walk_files`), in sorted order,
+    as (its path relative to `store_dir` with a trailing "/", "" for `store_dir` itself; its files' names,
+    sorted). Names are not joined to their folder here: at 2M files in one folder the joined paths took 190 MB
+    more."""
     found = []
     for folder, dirs, files in os.walk(store_dir, onerror=_unlistable):
+        files += _links_to_folders(folder, dirs)
         dirs.sort()
         if files:
             relative = Path(folder).relative_to(store_dir).as_posix()

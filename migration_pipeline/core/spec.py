@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
+from migration_pipeline.core.names import previous_schema, staging_schema
+
 ColumnKind = Literal["int", "numeric", "text", "bool", "timestamptz", "date", "uuid", "text[]", "jsonb"]
 
 
@@ -85,6 +87,7 @@ class ManifestEntry(NamedTuple):  # a tuple: built once per source file, million
     sha256: str
     mapped: bool
     mtime_ns: int | None = None
+    link_target: str | None = None  # a symlink's target (recorded_path), never followed: status 'symlink'
 
 
 @dataclass(slots=True)
@@ -98,6 +101,11 @@ class Batch:
     manifest: list[ManifestEntry] = field(default_factory=list)
     # (table, field name) -> records whose field no column holds; names shown as `safe_field_name` makes them
     unmapped_fields: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Source records of a table counted independently of the parser that loads them (e.g. a separate scan
+    # of a file's top-level elements): reconciliation takes them as the source side, so that a reader that
+    # loses records cannot shrink both sides of `source = loaded + quarantined` together. Tables absent
+    # here are reconciled against `seen`.
+    counted: dict[str, int] = field(default_factory=dict)
 
     def add_row(self, table: str, row: tuple[Any, ...]) -> None:
         self.rows.setdefault(table, []).append(row)
@@ -221,11 +229,11 @@ class StoreSpec:
 
     @property
     def staging_schema(self) -> str:
-        return f"{self.name}__staging"
+        return staging_schema(self.name)
 
     @property
     def previous_schema(self) -> str:
-        return f"{self.name}__previous"
+        return previous_schema(self.name)
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)

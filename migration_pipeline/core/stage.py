@@ -250,11 +250,13 @@ def _copy_manifest(
     prefix = f"{copy_field(store)}\t{copy_field(plan_id)}\t"
     text = "".join(
         f"{prefix}{copy_field(e.path)}\t{e.size_bytes}\t{copy_field(e.sha256)}\t"
-        f"{'mapped' if e.mapped else 'unmapped'}\t{copy_field(e.mtime_ns)}{suffix}"
+        f"{'symlink' if e.link_target is not None else 'mapped' if e.mapped else 'unmapped'}\t{copy_field(e.mtime_ns)}"
+        f"\t{copy_field(e.link_target)}{suffix}"
         for e in entries
     )
     with cur.copy(
-        "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status, mtime_ns, unit_no)"
+        "COPY migration.source_manifest (store, plan_id, path, size_bytes, sha256, status, mtime_ns, link_target,"
+        " unit_no)"
         " FROM STDIN"
     ) as copy:
         if text:
@@ -294,6 +296,7 @@ def _load_unit(
     seen: dict[str, int] = {t.name: 0 for t in spec.tables if t.loaded}
     emitted: dict[str, int] = dict.fromkeys(seen, 0)
     hash_sums: dict[str, int] = dict.fromkeys(seen, 0)
+    counted: dict[str, int] = {}
     with conn.transaction():
         cur = conn.cursor()
         for batch in spec.read_unit(unit, context):
@@ -335,15 +338,17 @@ def _load_unit(
                 hash_sums[table_name] += total
             for table_name, count in batch.seen.items():
                 seen[table_name] += count
+            for table_name, count in batch.counted.items():
+                counted[table_name] = counted.get(table_name, 0) + count
             _write_side_records(cur, spec.name, plan_id, run_id, unit.number, batch)
         with cur.copy(
             "COPY migration.unit_progress (store, plan_id, unit_no, table_name, records_seen, rows_emitted,"
-            " row_hash_sum, run_id) FROM STDIN"
+            " row_hash_sum, run_id, records_counted) FROM STDIN"
         ) as copy:
             for table_name in seen:
                 copy.write_row(
                     (spec.name, plan_id, unit.number, table_name, seen[table_name], emitted[table_name],
-                     hash_sums[table_name], run_id)
+                     hash_sums[table_name], run_id, counted.get(table_name))
                 )
     return seen
 
@@ -510,7 +515,7 @@ def finish_staging(
         conn.execute(
             """UPDATE migration.staging SET status = 'staged', staged_at = now(), run_id = %s,
                  (files_mapped, files_unmapped) = (
-                   SELECT count(*) FILTER (WHERE status = 'mapped'), count(*) FILTER (WHERE status = 'unmapped')
+                   SELECT count(*) FILTER (WHERE status = 'mapped'), count(*) FILTER (WHERE status <> 'mapped')
                    FROM migration.source_manifest WHERE store = %s AND plan_id = %s)
                WHERE store = %s""",
             (run_id, spec.name, plan_id, spec.name),

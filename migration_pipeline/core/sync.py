@@ -167,8 +167,8 @@ def _carry_bookkeeping(
            SELECT store, %s, table_name, source_file, locator, reason, message
            FROM migration.flagged_records WHERE store = %s AND plan_id = %s AND source_file <> ALL(%s)""", params)
     conn.execute(
-        """INSERT INTO migration.source_manifest (store, plan_id, path, size_bytes, sha256, status, mtime_ns)
-           SELECT store, %s, path, size_bytes, sha256, status, mtime_ns
+        """INSERT INTO migration.source_manifest (store, plan_id, path, size_bytes, sha256, status, mtime_ns, link_target)
+           SELECT store, %s, path, size_bytes, sha256, status, mtime_ns, link_target
            FROM migration.source_manifest WHERE store = %s AND plan_id = %s AND path <> ALL(%s)""", params)
     rules = spec.sync
     assert rules is not None

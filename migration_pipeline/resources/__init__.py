@@ -10,7 +10,8 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
 from migration_pipeline.core.database import connect
-from migration_pipeline.core.errors import ConfigurationError, StoreBusyError
+from migration_pipeline.core.errors import ConfigurationError
+from migration_pipeline.core.lease import StoreLease
 
 
 def workers_from_env() -> int:
@@ -31,7 +32,7 @@ class MigrationResource(ConfigurableResource):  # type: ignore[misc]
     workers: int | None = None  # worker processes per store; None: MIGRATION_WORKERS, else 2
     encryption_secret_env: str = "ENCRYPTION_SECRET"
 
-    _locks: dict[str, psycopg.Connection] = PrivateAttr(default_factory=dict)
+    _leases: dict[str, StoreLease] = PrivateAttr(default_factory=dict)
 
     def root(self) -> Path:
         return Path(self.source_root)
@@ -56,23 +57,17 @@ class MigrationResource(ConfigurableResource):  # type: ignore[misc]
         return connect(self.database_url)
 
     def hold_store_lock(self, store: str, run_id: str) -> None:
-        """Take the store's lock for the rest of this run; a second run of the store is refused."""
-        if store in self._locks:
+        """Hold the store for this run until this process's steps end (a lease in `migration.store_leases`,
+        kept alive by a heartbeat): the steps of this run share it, in this process or any other; another
+        run is refused with StoreBusyError naming the holder."""
+        if store in self._leases:
             return
-        conn = connect(self.database_url, autocommit=True)
-        got = conn.execute("SELECT pg_try_advisory_lock(hashtext('store:' || %s))", (store,)).fetchone()
-        if not got or not got[0]:
-            holder = conn.execute("SELECT run_id FROM migration.staging WHERE store = %s", (store,)).fetchone()
-            conn.close()
-            raise StoreBusyError(
-                f"store {store} is being migrated by another run ({holder[0] if holder else 'unknown'}); wait for "
-                "it to finish, then run again")
-        self._locks[store] = conn
+        self._leases[store] = StoreLease.take(self.database_url, store, run_id)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        for conn in self._locks.values():
-            conn.close()
-        self._locks.clear()
+        for lease in self._leases.values():
+            lease.release()
+        self._leases.clear()
 
     def describe(self) -> dict[str, Any]:
         return {"source_root": str(self.root().resolve()), "report_dir": str(self.reports().resolve())}

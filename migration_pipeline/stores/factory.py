@@ -28,8 +28,9 @@ from dagster import (
 )
 from pydantic import Field
 
-from migration_pipeline.core.backup import latest_backup, record_backup, write_backup
+from migration_pipeline.core.backup import latest_backup, prune_strays, record_backup, write_backup
 from migration_pipeline.core.changes import detect_changes
+from migration_pipeline.core.names import backfill_group, gates_op
 from migration_pipeline.core.promote import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BACKOFF,
@@ -41,7 +42,6 @@ from migration_pipeline.core.promote import (
 from migration_pipeline.core.reconcile import (
     DEFAULT_MAX_ROW_LOSS_PERCENT,
     CheckOutcome,
-    evaluate_gates,
     gx_check_name,
     reconcile_units,
 )
@@ -50,6 +50,7 @@ from migration_pipeline.core.spec import StoreSpec
 from migration_pipeline.core.stage import stage_store
 from migration_pipeline.core.sync import sync_store
 from migration_pipeline.quality import gx as _gx  # noqa: F401 - GX (3-4 s to import) loads with the code location, not in a run
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.resources import MigrationResource
 
 SCHEMA_ASSET = AssetKey("migration_schema")
@@ -147,7 +148,9 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
         "a SHA-256 manifest, verified by re-reading it. Written once, before the store's first load; kept 30 days.",
     )
     def backup(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
+        migration.hold_store_lock(spec.name, context.run_id)  # before anything is written: a second run writes nothing
         with migration.connect() as conn:
+            prune_strays(conn, Path(migration.backup_dir), spec.name)  # what a killed backup left
             existing = latest_backup(conn, spec.name)
             if existing:
                 return MaterializeResult(metadata={"archive": MetadataValue.path(existing[0]),
@@ -197,7 +200,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
     @multi_asset_check(
         specs=[AssetCheckSpec(name, asset=staged_key, description=text, blocking=True)
                for name, text in check_names(spec)],
-        name=f"{spec.name}_gates",
+        name=gates_op(spec.name),
         description=f"Blocking gates of {spec.name}: all must pass before the staged tables are promoted.",
     )
     def gates(context: AssetCheckExecutionContext, config: GateConfig,
@@ -272,7 +275,7 @@ def _shard_asset(spec: StoreSpec, backup_key: AssetKey) -> AssetsDefinition:
 def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey) -> AssetsDefinition:
     @asset(
         key=key,
-        group_name=f"{spec.name}_backfill",
+        group_name=backfill_group(spec.name),
         deps=[SCHEMA_ASSET, backup_key],
         partitions_def=StaticPartitionsDefinition([f"{i:02d}" for i in range(spec.shards)]),
         backfill_policy=BackfillPolicy.single_run(),

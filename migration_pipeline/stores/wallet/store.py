@@ -13,6 +13,7 @@ import re
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from psycopg import sql
 
 from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_keys
 from migration_pipeline.core.manifest import describe_file, read_unless_larger, scan_folder, walk_files
+from migration_pipeline.core.names import staging_schema
+from migration_pipeline.core.serving import Lookup, serving_gate
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -39,6 +42,7 @@ from migration_pipeline.core.spec import (
 )
 from migration_pipeline.core.timestamps import InvalidTimestamp, from_ns, parse_timestamp
 from migration_pipeline.core.values import describe_value
+from migration_pipeline.sources.json_array import JsonRejected, parse_json
 from migration_pipeline.stores import expectations as ex
 
 WALLET_DIR = "storage/wallets"
@@ -49,6 +53,7 @@ MAX_FID = 2**63 - 1  # wallet.users.fid is bigint
 SHARDS = 16
 UNITS_PER_SHARD = 100_000  # unit numbers of shard k start at k * UNITS_PER_SHARD
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_LONG_DIGITS = re.compile(rb"[0-9]{16}")
 _BOM = b"\xef\xbb\xbf"
 KNOWN_KEYS = frozenset({"fid", "address", "encryptedPrivateKey", "iv", "chain", "createdAt"})
 
@@ -70,15 +75,18 @@ def discover(store_dir: Path) -> Discovery:
     wallet_dir = store_dir / WALLET_DIR
     names: list[str] = []
     folders: list[str] = []
-    if wallet_dir.is_dir():
+    links: list[str] = []
+    if wallet_dir.is_dir() and not wallet_dir.is_symlink():
         with scan_folder(wallet_dir) as entries:
             for entry in entries:
-                if not entry.is_dir():
-                    names.append(entry.name)
-                elif not entry.is_symlink():  # a linked folder is not followed, as by every other listing
+                if entry.is_symlink():  # never read through: listed as a link, as by every other listing
+                    links.append(f"{WALLET_DIR}/{entry.name}")
+                elif entry.is_dir():
                     folders.append(entry.name)
+                else:
+                    names.append(entry.name)
     names.sort()
-    unmapped = walk_files(store_dir, skip=WALLET_DIR)
+    unmapped = walk_files(store_dir, skip=WALLET_DIR) + links
     # Wallets are the wallet folder's own files; a folder inside it holds none, but its files are the
     # store's all the same, so they are listed (as unmapped) rather than never seen.
     for folder in folders:
@@ -196,9 +204,16 @@ def normalize_wallet(
     if not body:
         raise _Reject("empty_file", "the file is empty")
     try:
+        # orjson is the fast path; it keeps NUL and turns integers beyond 64 bits into floats, so a file that
+        # may hold either, or that orjson refuses, is parsed by the strict reader every store uses.
+        if b"\\u0000" in body or _LONG_DIGITS.search(body):
+            raise ValueError("parse strictly")
         record = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise _Reject("invalid_json", f"not valid JSON ({str(exc).split(':')[0]})") from None
+    except ValueError:
+        try:
+            record = parse_json(body)
+        except JsonRejected as exc:
+            raise _Reject(exc.reason, exc.message) from None
     if not isinstance(record, dict):
         raise _Reject("not_an_object", f"the file holds a JSON {type(record).__name__}, not an object")
 
@@ -213,7 +228,9 @@ def normalize_wallet(
                 raise _Reject("invalid_fid", f"fid inside the file is a string of {len(fid)} characters that is not"
                               " a positive 64-bit integer in ASCII digits")
             fid = int(digits)
-        if isinstance(fid, float):
+        if isinstance(fid, Decimal) and fid == fid.to_integral_value():  # an integer beyond 64 bits, kept exact
+            fid = int(fid)
+        if isinstance(fid, float | Decimal):
             raise _Reject("invalid_fid", "fid inside the file is a JSON number with a fraction or an exponent"
                           " (such as 1e30), not an integer")
         if not isinstance(fid, int) or isinstance(fid, bool):
@@ -274,7 +291,7 @@ def _key_verification(conn: psycopg.Connection, store: str, plan_id: str) -> tup
     ).fetchall()
     with_key = conn.execute(
         sql.SQL("SELECT count(*) FROM {}.wallets WHERE encrypted_private_key IS NOT NULL").format(
-            sql.Identifier(f"{store}__staging"))
+            sql.Identifier(staging_schema(store)))
     ).fetchone()
     checked = with_key[0] if with_key else 0
     if not rows:
@@ -431,6 +448,12 @@ WALLET_STORE = StoreSpec(
     shards=SHARDS,
     sync=WALLET_SYNC,
     gates=(
+        serving_gate((
+            Lookup("wallet by user and chain", "wallets", "fid = %s AND chain = %s", ("fid", "chain")),
+            Lookup("wallet by address, any case", "wallets", "lower(address) = lower(%s)", ("address",)),
+            Lookup("wallets of a user", "wallets", "fid = %s", ("fid",)),
+            Lookup("user by fid", "users", "fid = %s", ("fid",)),
+        )),
         Gate(
             name="key_verification",
             description="Every wallet with a key decrypts with ENCRYPTION_SECRET and its key derives the stored"
