@@ -19,9 +19,9 @@ from psycopg import sql
 
 from migration_pipeline.core import stage
 from migration_pipeline.core.database import connect
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.report import build_report
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.defarm import DEFARM_STORE
 from migration_pipeline.stores.defarm.generate import generate_defarm_store
 from migration_pipeline.stores.defarm.store import ENGINE_NAMES, ENGINES
@@ -134,6 +134,11 @@ def test_sample_exact_outcome(database_url: str, tmp_path: Path) -> None:
         assert sorted(p for p, s, *_ in manifest if s == "mapped") == sorted(f"snapshot/{n}.jsonl" for n in ENGINE_NAMES)
         assert sorted(p for p, s, *_ in manifest if s == "unmapped") == [
             "EXPECTED.md", "snapshot/export-manifest.json", "snapshot/items.jsonl.bak"]
+
+        counted = dict(conn.execute(
+            "SELECT table_name, sum(records_counted)::int FROM migration.unit_progress WHERE store = 'defarm'"
+            " GROUP BY 1").fetchall())
+        assert counted["items"] == 12 and counted["users"] == 6  # non-blank lines, counted without parsing
 
         users = {r[0]: r[1:] for r in conn.execute(
             f"SELECT user_id, credits, credits::text, created_at, status, status_payload, last_login, tier,"
@@ -295,3 +300,24 @@ def test_the_migrate_job_promotes_the_sample(database_url: str, tmp_path: Path, 
             "18446744073709551615",)
     report = next((tmp_path / "reports" / "defarm").glob("*/report.html")).read_text(encoding="utf-8")
     assert "timestamp_rounded" in report and "unknown_enum_variant" in report and "blank_line" in report
+
+
+def test_a_reader_that_loses_a_line_fails_the_row_count_gate(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source side of reconciliation is the file's lines counted apart from the parser: a reader that
+    drops a line shrinks what it reads, not what is counted."""
+    from migration_pipeline.core.reconcile import row_count_gate, table_counts
+    from migration_pipeline.sources.jsonl import JsonLines
+    from migration_pipeline.stores.defarm import store
+
+    class Lossy(JsonLines):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            return (line for line in super().__iter__() if not (self.path.name == "items.jsonl" and line.number == 2))
+
+    monkeypatch.setattr(store, "JsonLines", Lossy)
+    summary = stage_store(database_url, SPEC, SAMPLES, run_id="lossy", secret=None, workers=1)
+    with connect(database_url) as conn:
+        gate = row_count_gate(table_counts(conn, SPEC, summary.plan_id))
+    assert not gate.passed
+    assert gate.summary.startswith("items: 12 source ≠ 4 staged + 7 quarantined")

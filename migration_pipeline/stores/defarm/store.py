@@ -3,10 +3,12 @@
 `snapshot/<entity>.jsonl` (LEGACY_FORMATS section 4), one serde-serialized struct per line. Each
 engine's fields are declared once below with their Rust types; the columns, the coercion of every
 value and the README's type table all follow from those declarations (`sources.coerce`). One file
-is one unit (read streaming, line by line); a line's number is its locator.
+is one unit (read streaming, line by line); a line's number is its locator. The file's non-blank lines
+are also counted by a pass that does not parse them (`sources.jsonl.count_lines`): reconciliation
+takes that count as the source side of its table.
 
 Duplicates and dangling references are the engine's job (core.ddl) after the load, from the unique
-keys declared here and the foreign keys of sql/030_defarm.sql; this module turns lines into rows
+keys declared here and the foreign keys of sql/defarm/030_defarm.sql; this module turns lines into rows
 and rejects what cannot become one. Unknown keys are kept in each table's `extra` jsonb.
 
 What the report needs beyond rows and quarantine (timestamps that lost digits to the microsecond,
@@ -38,7 +40,7 @@ from migration_pipeline.core.spec import (
 )
 from migration_pipeline.sources import coerce
 from migration_pipeline.sources.coerce import EnumValue, Invalid, Shape, Timestamp
-from migration_pipeline.sources.jsonl import JsonLines
+from migration_pipeline.sources.jsonl import JsonLines, count_lines
 from migration_pipeline.stores import expectations as ex
 
 SNAPSHOT_DIR = "snapshot"
@@ -348,7 +350,8 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     relative = f"{SNAPSHOT_DIR}/{table}.jsonl"
     normalize = normalizer(table)
     batch = Batch()
-    batch.manifest.append(describe_file(context.store_dir, relative, mapped=True))
+    batch.manifest.append(describe_file(context.store_dir, relative, mapped=True))  # first pass: size + sha256
+    batch.counted[table] = count_lines(context.store_dir / relative)  # second pass, independent of the parser
     base = file_no << SEQ_SHIFT
     lines = JsonLines(context.store_dir / relative)
     pending = 0
