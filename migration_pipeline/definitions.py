@@ -53,11 +53,12 @@ defs = Definitions(
     ]
     + [
         define_asset_job(
-            f"backfill_{s.name}_shards",
+            f"backfill_{s.name}_{s.partitions.asset}",
             selection=AssetSelection.assets(shard_key(s)),
-            description=f"Load a range of {s.name}'s shards (partitions) into its staging; then run migrate_{s.name}.",
+            description=f"Load a range of {s.name}'s {s.partitions.label}s (partitions) into its staging; then run"
+            f" migrate_{s.name}.",
         )
-        for s in STORES if s.shards
+        for s in STORES if s.partitions is not None
     ]
     + [cutover_store, rollback_store],
     sensors=[change_sensor(s, job_name(s.name)) for s in STORES],

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
-ColumnKind = Literal["int", "numeric", "text", "bool", "timestamptz", "date", "uuid", "text[]", "jsonb"]
+ColumnKind = Literal["int", "numeric", "text", "bool", "timestamptz", "date", "uuid", "text[]", "jsonb",
+                     "bytea"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,14 @@ class Unit:
 
     number: int
     payload: Any  # store-specific, picklable (e.g. file names with their sequence numbers)
-    shard: int | None = None  # the fixed shard the unit belongs to, for stores partitioned into shards
+    # The partition key the unit belongs to (a shard "07", a day "2024-03-01"), for partitioned stores; a
+    # unit without one (a store's unpartitioned files) is loaded by the whole-store run only.
+    partition: str | None = None
+
+    @property
+    def shard(self) -> int | None:
+        """The partition as an integer shard number (stores partitioned into numbered shards)."""
+        return int(self.partition) if self.partition is not None and self.partition.isdecimal() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +207,24 @@ class SampleRecords:
 
 
 @dataclass(frozen=True, slots=True)
+class Partitioning:
+    """How a store's units split into Dagster partitions that load, reconcile and re-run alone.
+
+    `static`: a fixed list of keys (the wallet's shards); `dynamic`: keys discovered from the source (days
+    from folder names), added by a sensor as they appear. `asset` names the partitioned asset
+    (`<store>/<asset>`), `label` one partition in checks and messages."""
+
+    kind: Literal["static", "dynamic"]
+    asset: str
+    label: str
+    keys: tuple[str, ...] = ()                              # static keys
+    discover_keys: Callable[[Path], Sequence[str]] | None = None  # dynamic: the keys present under a store folder
+
+    def dynamic_name(self, store: str) -> str:
+        return f"{store}_{self.asset}"
+
+
+@dataclass(frozen=True, slots=True)
 class StoreSpec:
     name: str
     description: str
@@ -211,7 +237,7 @@ class StoreSpec:
     post_load_sql: tuple[str, ...] = ()  # run after every unit is loaded, before derived tables
     gates: tuple[Gate, ...] = ()
     source_files: Sequence[str] = ()    # human description of mapped files, for the README/report
-    shards: int = 0                     # > 0: units belong to this many fixed shards (Dagster partitions)
+    partitions: Partitioning | None = None  # units that belong to partitions loaded alone (Dagster partitions)
     sync: SyncRules | None = None       # incremental sync during the parallel run
     samples: SampleRecords | None = None  # for property tests: a valid record of each entity and a writer
     generator: Generator | None = None    # for `generate --store` and benchmarks
@@ -230,3 +256,8 @@ class StoreSpec:
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)
+
+    @property
+    def shards(self) -> int:
+        """How many static partitions the store has (0: none)."""
+        return len(self.partitions.keys) if self.partitions is not None and self.partitions.kind == "static" else 0

@@ -20,8 +20,10 @@ from dagster import (
     AssetsDefinition,
     BackfillPolicy,
     Config,
+    DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
+    PartitionsDefinition,
     StaticPartitionsDefinition,
     asset,
     multi_asset_check,
@@ -162,7 +164,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
     live_key = AssetKey([spec.name, "live"])
 
     shard_assets: list[AssetsDefinition] = []
-    if spec.shards:
+    if spec.partitions is not None:
         shard_assets.append(_shard_asset(spec, backup_key))
 
     @asset(
@@ -256,14 +258,29 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
 
 
 def shard_key(spec: StoreSpec) -> AssetKey:
-    return AssetKey([spec.name, "shards"])
+    """The store's partitioned loading asset (`wallet/shards`, `pend/days`)."""
+    assert spec.partitions is not None
+    return AssetKey([spec.name, spec.partitions.asset])
+
+
+def partitions_definition(spec: StoreSpec) -> PartitionsDefinition:
+    """Static keys as declared; dynamic keys (days) added by the store's partition sensor as folders appear.
+
+    Days are dynamic rather than a `DailyPartitionsDefinition`: a legacy explorer cache has days with gaps and
+    no known first day, and a daily definition would show every calendar day since its start as a missing
+    partition forever; dynamic keys are exactly the day folders present, so the UI's partition bar is the store."""
+    assert spec.partitions is not None
+    if spec.partitions.kind == "static":
+        return StaticPartitionsDefinition(list(spec.partitions.keys))
+    return DynamicPartitionsDefinition(name=spec.partitions.dynamic_name(spec.name))
 
 
 def _shard_asset(spec: StoreSpec, backup_key: AssetKey) -> AssetsDefinition:
-    """Partitioned loading: shard k holds the records whose natural key maps to k (wallet: fid mod 16).
+    """Partitioned loading: each unit of the store that belongs to a partition (wallet: fid mod 16 as
+    "00".."15"; pend: an explorer day) is loaded by its partition's run.
 
-    A backfill of any range of shards runs as one run (both cores busy); a shard can be re-run alone;
-    each shard is reconciled on its own (blocking check) before `staged` finishes the whole store.
+    A backfill of any range of partitions runs as one run (both cores busy); a partition can be re-run alone;
+    each is reconciled on its own (blocking check) before `staged` finishes the whole store.
     """
     key = shard_key(spec)
     with warnings.catch_warnings():
@@ -272,36 +289,42 @@ def _shard_asset(spec: StoreSpec, backup_key: AssetKey) -> AssetsDefinition:
 
 
 def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey) -> AssetsDefinition:
+    assert spec.partitions is not None
+    label = spec.partitions.label
+    check_name = f"{label}_reconciliation"
+
     @asset(
         key=key,
         group_name=f"{spec.name}_backfill",
         deps=[SCHEMA_ASSET, backup_key],
-        partitions_def=StaticPartitionsDefinition([f"{i:02d}" for i in range(spec.shards)]),
+        partitions_def=partitions_definition(spec),
         backfill_policy=BackfillPolicy.single_run(),
         kinds={"postgres"},
-        check_specs=[AssetCheckSpec("shard_reconciliation", asset=key, blocking=True,
-                                    description="For the shards of this run: every unit committed, source records = "
+        check_specs=[AssetCheckSpec(check_name, asset=key, blocking=True,
+                                    description=f"For the {label}s of this run: every unit committed, source records = "
                                     "staged + quarantined, and the row-hash sum of the staged rows = the one read.")],
-        description=f"{spec.name} loaded shard by shard into {spec.staging_schema} (the same units, resumable). "
-        f"Backfill a range of shards, then materialize {spec.name}/staged: it loads any shard still missing, "
+        description=f"{spec.name} loaded {label} by {label} into {spec.staging_schema} (the same units, resumable). "
+        f"Backfill a range of {label}s, then materialize {spec.name}/staged: it loads any {label} still missing, "
         "finishes the staged tables and runs the whole-store gates before promotion.",
     )
     def shards(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
-        wanted = {int(k) for k in context.partition_keys}
+        wanted = set(context.partition_keys)
         migration.hold_store_lock(spec.name, context.run_id)
         summary = stage_store(migration.database_url, spec, migration.root(), context.run_id,
-                              migration.secret(required=spec.needs_secret), workers=migration.worker_count(), shards=wanted)
+                              migration.secret(required=spec.needs_secret), workers=migration.worker_count(),
+                              partitions=wanted)
         with migration.connect() as conn:
             if get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
                 set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id,
-                          note=f"shards {', '.join(sorted(context.partition_keys))} loaded")
-            outcome = reconcile_units(conn, spec, summary.plan_id, summary.in_scope, "shard")
+                          note=f"{label}s {', '.join(sorted(context.partition_keys))} loaded")
+            outcome = reconcile_units(conn, spec, summary.plan_id, summary.in_scope, label)
             conn.commit()
         metadata = _counts_metadata(summary)
-        metadata["shards"] = ", ".join(sorted(context.partition_keys))
+        assert spec.partitions is not None
+        metadata[spec.partitions.asset] = ", ".join(sorted(context.partition_keys))
         return MaterializeResult(
             metadata=metadata,
-            check_results=[AssetCheckResult(check_name="shard_reconciliation", passed=outcome.passed,
+            check_results=[AssetCheckResult(check_name=check_name, passed=outcome.passed,
                                             severity=AssetCheckSeverity.ERROR,
                                             metadata={"summary": outcome.summary,
                                                       "details": MetadataValue.json(outcome.details)})],
