@@ -6,6 +6,7 @@
 
 import warnings
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,24 @@ from dagster import (
     AssetsDefinition,
     BackfillPolicy,
     Config,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
     DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
     StaticPartitionsDefinition,
     asset,
     multi_asset_check,
+    schedule,
+    sensor,
 )
 from pydantic import Field
 
@@ -257,6 +269,12 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
     return [backup, *shard_assets, staged, live, validation_report], [gates]
 
 
+def backfill_job_name(spec: StoreSpec) -> str:
+    """The job that loads a range of the store's partitions (`backfill_wallet_shards`, `backfill_pend_days`)."""
+    assert spec.partitions is not None
+    return f"backfill_{spec.name}_{spec.partitions.asset}"
+
+
 def shard_key(spec: StoreSpec) -> AssetKey:
     """The store's partitioned loading asset (`wallet/shards`, `pend/days`)."""
     assert spec.partitions is not None
@@ -331,6 +349,63 @@ def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey
         )
 
     return shards
+
+
+def partition_sensor(spec: StoreSpec, job_name: str) -> SensorDefinition:
+    """Adds a partition for every key found under the store folder (a new day folder) that Dagster does not
+    know yet; on by default, because dynamic partitions exist only once added. It starts no run: a day is
+    loaded by a backfill from the UI, the daily schedule or the store's migration run."""
+    assert spec.partitions is not None and spec.partitions.discover_keys is not None
+    partitioning = spec.partitions
+    definition = partitions_definition(spec)
+    assert isinstance(definition, DynamicPartitionsDefinition)
+
+    @sensor(
+        name=f"{spec.name}_{partitioning.asset}_discovery",
+        job_name=job_name,
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Lists the {partitioning.label} folders of {spec.name} and adds each new one as a partition of "
+        f"{spec.name}/{partitioning.asset}, so that it can be backfilled or re-run alone from the UI. Starts no run.",
+    )
+    def _sensor(context: SensorEvaluationContext, migration: MigrationResource) -> SensorResult | SkipReason:
+        assert partitioning.discover_keys is not None
+        present = list(partitioning.discover_keys(migration.root() / spec.folder))
+        known = set(context.instance.get_dynamic_partitions(partitioning.dynamic_name(spec.name)))
+        new = [k for k in present if k not in known]
+        if not new:
+            return SkipReason(f"no new {partitioning.label} folder ({len(present)} known)")
+        return SensorResult(dynamic_partitions_requests=[definition.build_add_request(new)])
+
+    return _sensor
+
+
+def daily_partition_schedule(spec: StoreSpec, job_name: str) -> ScheduleDefinition:
+    """Loads yesterday's partition (a day folder written during the day) into the staging, reconciled alone;
+    off by default. Skips when that day has no folder (yet)."""
+    assert spec.partitions is not None
+    partitioning = spec.partitions
+
+    @schedule(
+        name=f"{spec.name}_daily_{partitioning.asset}",
+        job_name=job_name,
+        cron_schedule="30 0 * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.STOPPED,
+        description=f"Every day at 00:30 UTC: loads yesterday's {partitioning.label} of {spec.name} (its partition of "
+        f"{spec.name}/{partitioning.asset}) with its blocking reconciliation check, once its folder exists (the "
+        "discovery sensor adds it). Off by default: switch it on once the store is migrated and the app keeps "
+        "writing day folders.",
+    )
+    def _schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        scheduled = context.scheduled_execution_time
+        assert scheduled is not None
+        day = (scheduled.date() - timedelta(days=1)).isoformat()
+        if day not in context.instance.get_dynamic_partitions(partitioning.dynamic_name(spec.name)):
+            return SkipReason(f"no {partitioning.label} folder {day} yet")
+        return RunRequest(run_key=f"{spec.name}-{day}", partition_key=day)
+
+    return _schedule
 
 
 def build_all(specs: Sequence[StoreSpec]) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:
