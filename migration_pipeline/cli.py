@@ -271,6 +271,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    env = prepare(args)
+    args.started = True
+    from migration_pipeline.core.database import connect
+    from migration_pipeline.quarantine_export import export_quarantine, reason_counts
+    from migration_pipeline.stores.registry import get_store
+
+    spec = get_store(args.store)
+    _schema_applied(env.database_url)
+    with connect(env.database_url) as conn:
+        try:
+            if args.out is None:
+                counts = reason_counts(conn, spec.name)
+                if not counts:
+                    print(f"{spec.name}: nothing quarantined in the current plan")
+                for table, reason, n in counts:
+                    if args.reason in (None, reason):
+                        print(f"{table}\t{reason}\t{n}")
+                return 0
+            written = export_quarantine(conn, spec.name, Path(args.out), args.format, args.reason)
+        except LookupError:
+            raise ConfigurationError(f"store {spec.name} has not been staged yet: run it first") from None
+    print(f"wrote {written} quarantined records of {spec.name} to {shorten_paths(str(Path(args.out).resolve()))}")
+    return 0
+
+
 def cmd_backups(args: argparse.Namespace) -> int:
     env = prepare(args)
     args.started = True
@@ -372,10 +398,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          sync_changes=args.sync_changes, metagauge_users=args.metagauge_users)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("migration-pipeline")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="migration-pipeline", description=__doc__.splitlines()[0] if __doc__ else "",
                                      epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error (also MIGRATION_DEBUG=1)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -448,6 +484,21 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--store", required=True)
     back.add_argument("--actor", default=None, help="who asks (default: $USER)")
     back.set_defaults(func=cmd_rollback)
+
+    from migration_pipeline.stores.registry import all_stores as _stores
+
+    quarantine = sub.add_parser(
+        "quarantine", help="list the current plan's quarantine by reason, or export its rows to fix them",
+        description="Without --out: records per table and reason. With --out: every quarantined record (file, "
+        "locator, reason, message) as CSV or Parquet. Messages describe values, never quote them, so no "
+        "secret or personal data is exported.",
+        epilog="example: migration-pipeline quarantine --store wallet --reason invalid_json --out bad.csv")
+    common(quarantine)
+    quarantine.add_argument("--store", required=True, choices=[s.name for s in _stores()])
+    quarantine.add_argument("--reason", help="only this reason code (see the README's table)")
+    quarantine.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    quarantine.add_argument("--out", help="file to write (default: print the counts)")
+    quarantine.set_defaults(func=cmd_quarantine)
 
     ui = sub.add_parser("ui", help="start the Dagster UI on the same database and instance")
     common(ui)

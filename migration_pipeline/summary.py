@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tabulate import tabulate
+
 from migration_pipeline.core.backup import RecordedBackup
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.promote import failed_checks, get_phase
@@ -13,11 +15,7 @@ from migration_pipeline.core.spec import StoreSpec
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [headers] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
 def _step_failure(result: Any) -> str | None:

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from migration_pipeline.core import stage
 from migration_pipeline.core.database import connect
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.rows import sql_row_hash
 from migration_pipeline.core.spec import StoreSpec
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.registry import all_stores
 
 from .conftest import SAMPLE_SECRET, SAMPLES
+from .killing import stage_killed_after
 
 STORES = list(all_stores())
 IDS = [s.name for s in STORES]
@@ -80,19 +80,7 @@ def test_a_rerun_and_a_run_killed_mid_load_then_rerun_stage_the_same_rows(
     stage_store(database_url, spec, SAMPLES, "again", _secret(spec), workers=1)
     assert _fingerprint(database_url, spec) == clean
 
-    real_load_unit = stage.load_unit
-    loaded: list[int] = []
-
-    def killed_after_one(*args: Any) -> dict[str, int]:
-        if loaded:
-            raise KeyboardInterrupt  # the process dies: one unit committed, the rest never started
-        loaded.append(args[4].number)
-        return real_load_unit(*args)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(stage, "load_unit", killed_after_one)
-        with pytest.raises(KeyboardInterrupt):
-            stage_store(database_url, spec, SAMPLES, "killed", _secret(spec), workers=1)
+    stage_killed_after(1, monkeypatch, database_url, spec, SAMPLES, "killed", _secret(spec))
     resumed = stage_store(database_url, spec, SAMPLES, "resumed", _secret(spec), workers=1)
     assert resumed.resumed_units == 1
     assert _fingerprint(database_url, spec) == clean

@@ -40,6 +40,9 @@ HOSTILE = {
     "wallet_36_base-account.json": _keyless(fid=36, createdAt=1e30),
     "wallet_37_base-account.json": _keyless(fid=1e30),
     "wallet_38_base-account.json": _keyless(fid=38, createdAt="1" * 5000),
+    "wallet_39_base-account.json": _keyless(fid=39, note="a\x00b"),
+    "wallet_40_base-account.json": _keyless(fid=40, note="\ud800"),
+    "wallet_41_base-account.json": _keyless(fid=123456789012345678901234567890),
 }
 
 EXPECTED = {
@@ -55,6 +58,9 @@ EXPECTED = {
     "wallet_37_base-account.json": ("invalid_fid", "fid inside the file is a JSON number with a fraction or an "
                                     "exponent (such as 1e30), not an integer"),
     "wallet_38_base-account.json": ("invalid_timestamp", "createdAt: epoch number out of range"),
+    "wallet_39_base-account.json": ("nul_character", "a string holds \\u0000 (NUL), which PostgreSQL cannot store"),
+    "wallet_40_base-account.json": ("invalid_json", "lone surrogate \\ud800 in a string"),
+    "wallet_41_base-account.json": ("invalid_fid", "fid inside the file is not a positive 64-bit integer"),
 }
 
 
@@ -82,7 +88,7 @@ def test_each_odd_wallet_value_is_one_quarantine_row_and_the_rest_loads(database
     assert message.startswith(f"chain inside the file (a string of {len(PASTED_KEY)} characters, sha256 ")
     assert {r[1] for r in rows} == {"file"}
     assert loaded == [(2, "base-account")]
-    assert summary.seen == {"wallets": 10}
+    assert summary.seen == {"wallets": 13}
 
 
 @pytest.mark.parametrize("text", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", "²", "١٢٣", "1" * 400])
@@ -234,3 +240,23 @@ def test_unknown_wallet_fields_are_counted_and_reported_never_dropped_silently(
         ("wallets", described, 1), ("wallets", "label", 2), ("wallets", "nickname", 3)]  # ghost: a quarantined file
     assert "Source fields no column holds" in html and "<code>nickname</code>" in html
     assert PASTED_KEY not in html and PASTED_KEY[2:20] not in html
+
+
+def test_email_case_folding_is_the_same_on_every_server(database_url: str, tmp_path: Path) -> None:
+    """Issue 14.20: duplicates by e-mail compare ASCII letters case-insensitively under the "C" collation, not
+    under the database's LC_CTYPE (which folded É to é on one server and not on another)."""
+    from migration_pipeline.stores.metagauge import METAGAUGE_STORE
+
+    users = json.loads((SAMPLES / "metagauge/data/users.json").read_text(encoding="utf-8-sig"))
+    template = users[0]
+    emails = ["ADA@example.com", "ada@EXAMPLE.com", "ÉVA@example.com", "éva@example.com"]
+    data = tmp_path / "metagauge" / "data"
+    data.mkdir(parents=True)
+    (data / "users.json").write_text(json.dumps(
+        [{**template, "id": f"user_{i}_x", "email": email, "apiKey": f"key-{i}"} for i, email in enumerate(emails)]))
+    stage_store(database_url, METAGAUGE_STORE, tmp_path, "emails", None, workers=1)
+    with connect(database_url) as conn:
+        loaded = conn.execute("SELECT email FROM metagauge__staging.users ORDER BY email").fetchall()
+        duplicates = conn.execute("SELECT locator FROM migration.quarantine WHERE reason = 'duplicate_key'").fetchall()
+    assert sorted(e for (e,) in loaded) == sorted(["ADA@example.com", "ÉVA@example.com", "éva@example.com"])
+    assert duplicates == [("[1]",)]

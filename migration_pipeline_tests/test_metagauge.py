@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from migration_pipeline.core.database import connect
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.report import build_report
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.metagauge import METAGAUGE_STORE
 from migration_pipeline.stores.metagauge.generate import generate_metagauge_store
 from migration_pipeline.stores.metagauge.store import legacy_uuid
@@ -81,6 +81,12 @@ def test_sample_exact_outcome(database_url: str, tmp_path: Path) -> None:
         assert {o.name: o.passed for o in outcomes if not o.passed} == {}
         assert [o.name for o in outcomes[:3]] == ["row_count_reconciliation", "checksum_reconciliation", "live_row_loss"]
         assert len(outcomes) == 3 + len(SPEC.tables)
+
+        # Each file's records are counted apart from the reader; child tables (from within records) are not.
+        counted = conn.execute("SELECT table_name, records_seen, records_counted FROM migration.unit_progress"
+                               " WHERE store = 'metagauge' AND records_counted IS NOT NULL ORDER BY unit_no").fetchall()
+        assert counted == [("users", 8, 8), ("contracts", 5, 5), ("analyses", 7, 7), ("chat_sessions", 3, 3),
+                           ("chat_messages", 6, 6)]
 
         q = conn.execute("SELECT table_name, source_file, locator, reason, message FROM migration.quarantine"
                          " WHERE store = 'metagauge'").fetchall()

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from migration_pipeline.core.database import connect
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.report import build_report
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.pend import PEND_STORE
 from migration_pipeline.stores.pend import store as pend_store
 from migration_pipeline.stores.pend.generate import generate_pend_store

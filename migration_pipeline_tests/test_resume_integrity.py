@@ -14,11 +14,12 @@ import pytest
 from migration_pipeline.core import stage
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.promote import promote
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.wallet.store import WALLET_STORE
 
 from .conftest import SAMPLE_SECRET, SAMPLES
+from .killing import stage_killed_after
 
 
 def _wallet_rows(database_url: str, schema: str) -> list[tuple[Any, ...]]:
@@ -57,19 +58,7 @@ def test_resume_after_the_source_was_replaced_promotes_the_files_on_disk(
     wallet_dir = source / "wallet" / "storage" / "wallets"
     assert _rewrite_created_at(wallet_dir, "2020-02-02T02:02:02.000Z") == 22
 
-    real_load_unit = stage.load_unit
-    loaded: list[int] = []
-
-    def die_after_two(*args: Any) -> dict[str, int]:
-        if len(loaded) == 2:
-            raise KeyboardInterrupt  # SIGKILL as the loader sees it: two units committed, the rest never
-        loaded.append(args[4].number)
-        return real_load_unit(*args)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(stage, "load_unit", die_after_two)
-        with pytest.raises(KeyboardInterrupt):
-            stage_store(database_url, WALLET_STORE, source, "v2", SAMPLE_SECRET, workers=1)
+    stage_killed_after(2, monkeypatch, database_url, WALLET_STORE, source, "v2", SAMPLE_SECRET)
     with connect(database_url) as conn:
         kept_v2 = conn.execute("SELECT count(*) FROM wallet__staging.wallets"
                                " WHERE created_at = '2020-02-02T02:02:02Z'").fetchone()
@@ -94,19 +83,7 @@ def test_a_unit_whose_files_are_unchanged_is_resumed_not_reloaded(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shutil.copytree(SAMPLES / "wallet", tmp_path / "wallet", symlinks=True)
-    real_load_unit = stage.load_unit
-    calls: list[int] = []
-
-    def die_after_two(*args: Any) -> dict[str, int]:
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(args[4].number)
-        return real_load_unit(*args)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(stage, "load_unit", die_after_two)
-        with pytest.raises(KeyboardInterrupt):
-            stage_store(database_url, WALLET_STORE, tmp_path, "first", SAMPLE_SECRET, workers=1)
+    stage_killed_after(2, monkeypatch, database_url, WALLET_STORE, tmp_path, "first", SAMPLE_SECRET)
     # Touching a file without changing its bytes proves nothing changed: its unit is kept.
     some_file = next((tmp_path / "wallet" / "storage" / "wallets").glob("wallet_1_ethereum.json"))
     os.utime(some_file, ns=(1, 1))

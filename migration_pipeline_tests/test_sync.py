@@ -14,9 +14,9 @@ from migration_pipeline.core.changes import detect_changes
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.manifest import iter_files
 from migration_pipeline.core.promote import promote
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.stage import stage_store
 from migration_pipeline.core.sync import CARRIED_UNIT, sync_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.resources import MigrationResource
 from migration_pipeline.stores.wallet import WALLET_STORE
 from migration_pipeline.stores.wallet.generate import generate_wallet_store

@@ -20,9 +20,9 @@ from psycopg import sql
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.keys import cipher_key
 from migration_pipeline.core.promote import get_phase, promote
-from migration_pipeline.core.reconcile import evaluate_gates
 from migration_pipeline.core.spec import ReadContext
 from migration_pipeline.core.stage import stage_store
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.wallet.generate import generate_wallet_store
 from migration_pipeline.stores.wallet.store import (
     FILE_NAME,

@@ -96,7 +96,9 @@ def _key_columns(columns: Sequence[str], alias: str) -> list[sql.Composable]:
 
 
 def _lower_column(column: str, alias: str) -> list[sql.Composable]:
-    return [sql.SQL("lower({}.{})").format(sql.Identifier(alias), sql.Identifier(column))]
+    # lower() follows the database's LC_CTYPE, which differs between servers: under the "C" collation it folds
+    # ASCII letters only, the same everywhere (as the live unique index does, sql/metagauge/021).
+    return [sql.SQL('lower({}.{} COLLATE "C")').format(sql.Identifier(alias), sql.Identifier(column))]
 
 
 def quarantine_duplicates(

@@ -5,11 +5,11 @@ Every outcome is recorded in migration.check_results for the run; promotion read
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -57,13 +57,15 @@ def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
 def table_counts(
     conn: psycopg.Connection, spec: StoreSpec, plan_id: str, schema: str | None = None
 ) -> dict[str, dict[str, int]]:
-    """Per table: source records seen, staged rows, quarantined records and the rows expected.
+    """Per table: source records (counted apart from the reader where the store did so, else as read),
+    staged rows, quarantined records and the rows expected.
 
     `schema` is where the plan's tables are now: the staging schema until promoted, then the live one."""
     schema = schema or spec.staging_schema
     seen: dict[str, int] = dict(conn.execute(
-        "SELECT table_name, sum(records_seen) FROM migration.unit_progress WHERE store = %s AND plan_id = %s"
-        " GROUP BY 1", (spec.name, plan_id)).fetchall())
+        # A unit's source records: as counted apart from its reader where the store did, else as read.
+        "SELECT table_name, sum(coalesce(records_counted, records_seen)) FROM migration.unit_progress"
+        " WHERE store = %s AND plan_id = %s GROUP BY 1", (spec.name, plan_id)).fetchall())
     quarantined: dict[str, int] = dict(conn.execute(
         "SELECT table_name, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1",
         (spec.name, plan_id)).fetchall())
@@ -168,9 +170,9 @@ def reconcile_units(
     conn: psycopg.Connection, spec: StoreSpec, plan_id: str, units: Sequence[Unit], label: str
 ) -> CheckOutcome:
     """Gate for a subset of a store's units (a partition) while staging is still open: every unit is
-    committed, records seen = rows loaded + quarantined, and the row-hash sum of the staged rows
-    (recomputed in SQL) equals the sum computed while reading. A unit's staged rows are those from the
-    files its load recorded in the manifest, so this holds for any store's units."""
+    committed, source records (as in `table_counts`) = rows loaded + quarantined, and the row-hash sum
+    of the staged rows (recomputed in SQL) equals the sum computed while reading. A unit's staged rows are
+    those from the files its load recorded in the manifest, so this holds for any store's units."""
     numbers = [u.number for u in units]
     files = [r[0] for r in conn.execute(
         "SELECT path FROM migration.source_manifest WHERE store = %s AND plan_id = %s AND unit_no = ANY(%s)",
@@ -184,7 +186,8 @@ def reconcile_units(
         problems.append(f"{len(numbers) - details['units_committed']} of {len(numbers)} units not loaded")
     for table in (t for t in spec.tables if t.loaded):
         progress = conn.execute(
-            "SELECT coalesce(sum(records_seen), 0), coalesce(sum(rows_emitted), 0), coalesce(sum(row_hash_sum), 0)"
+            "SELECT coalesce(sum(coalesce(records_counted, records_seen)), 0), coalesce(sum(rows_emitted), 0),"
+            " coalesce(sum(row_hash_sum), 0)"
             " FROM migration.unit_progress WHERE store = %s AND plan_id = %s AND table_name = %s"
             " AND unit_no = ANY(%s)", (spec.name, plan_id, table.name, numbers)).fetchone()
         quarantined = conn.execute(
@@ -209,13 +212,29 @@ def reconcile_units(
                         f"{len(numbers)} units, {rows} rows: counts and checksums reconcile", details)
 
 
+class SuiteOutcome(Protocol):
+    """What the gates read of one table's expectation suite."""
+
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def evaluated(self) -> int: ...
+    @property
+    def failed(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def docs_index(self) -> Path | None: ...
+
+
+# (database_url, spec, expected rows per table, docs folder) -> the outcome of each table's suite
+SuiteRunner = Callable[[str, StoreSpec, dict[str, int], Path], Mapping[str, SuiteOutcome]]
+
+
 def evaluate_gates(
     conn: psycopg.Connection, database_url: str, spec: StoreSpec, run_id: str, docs_dir: Path,
-    max_row_loss_percent: float = DEFAULT_MAX_ROW_LOSS_PERCENT,
+    max_row_loss_percent: float = DEFAULT_MAX_ROW_LOSS_PERCENT, *, run_suites: SuiteRunner,
 ) -> list[CheckOutcome]:
-    """Run every gate of the store's current staged plan and record the outcomes."""
-    from migration_pipeline.quality.gx import run_suites
-
+    """Run every gate of the store's current staged plan and record the outcomes. The per-table suites come
+    from `run_suites` (the quality package's Great Expectations runner): the engine knows no GX."""
     plan_id, status = current_plan(conn, spec.name)
     if status != "staged":
         outcome = CheckOutcome("staging_complete", False, f"staging is {status}, not staged: run the load first")

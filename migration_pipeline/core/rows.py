@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any
@@ -94,8 +94,8 @@ def _jsonb(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
-def _has_unstorable_text(value: Any) -> bool:
-    """A NUL or a lone surrogate in any key or string of a JSON value: jsonb refuses both."""
+def json_strings(value: Any) -> Iterator[str]:
+    """Every key and string inside a JSON value, depth first, without recursion."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -104,9 +104,13 @@ def _has_unstorable_text(value: Any) -> bool:
             stack.extend(item.values())
         elif isinstance(item, list | tuple):
             stack.extend(item)
-        elif isinstance(item, str) and ("\x00" in item or not (item.isascii() or _utf8(item))):
-            return True
-    return False
+        elif isinstance(item, str):
+            yield item
+
+
+def _has_unstorable_text(value: Any) -> bool:
+    """A NUL or a lone surrogate in any key or string of a JSON value: jsonb refuses both."""
+    return any("\x00" in text or not (text.isascii() or _utf8(text)) for text in json_strings(value))
 
 
 def _utf8(text: str) -> bool:

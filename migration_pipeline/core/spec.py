@@ -100,6 +100,11 @@ class Batch:
     manifest: list[ManifestEntry] = field(default_factory=list)
     # (table, field name) -> records whose field no column holds; names shown as `safe_field_name` makes them
     unmapped_fields: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Source records of a table counted independently of the parser that loads them (e.g. a separate scan
+    # of a file's top-level elements): reconciliation takes them as the source side, so that a reader that
+    # loses records cannot shrink both sides of `source = loaded + quarantined` together. Tables absent
+    # here are reconciled against `seen`.
+    counted: dict[str, int] = field(default_factory=dict)
 
     def add_row(self, table: str, row: tuple[Any, ...]) -> None:
         self.rows.setdefault(table, []).append(row)

@@ -296,6 +296,7 @@ def _load_unit(
     seen: dict[str, int] = {t.name: 0 for t in spec.tables if t.loaded}
     emitted: dict[str, int] = dict.fromkeys(seen, 0)
     hash_sums: dict[str, int] = dict.fromkeys(seen, 0)
+    counted: dict[str, int] = {}
     with conn.transaction():
         cur = conn.cursor()
         for batch in spec.read_unit(unit, context):
@@ -337,15 +338,17 @@ def _load_unit(
                 hash_sums[table_name] += total
             for table_name, count in batch.seen.items():
                 seen[table_name] += count
+            for table_name, count in batch.counted.items():
+                counted[table_name] = counted.get(table_name, 0) + count
             _write_side_records(cur, spec.name, plan_id, run_id, unit.number, batch)
         with cur.copy(
             "COPY migration.unit_progress (store, plan_id, unit_no, table_name, records_seen, rows_emitted,"
-            " row_hash_sum, run_id) FROM STDIN"
+            " row_hash_sum, run_id, records_counted) FROM STDIN"
         ) as copy:
             for table_name in seen:
                 copy.write_row(
                     (spec.name, plan_id, unit.number, table_name, seen[table_name], emitted[table_name],
-                     hash_sums[table_name], run_id)
+                     hash_sums[table_name], run_id, counted.get(table_name))
                 )
     return seen
 

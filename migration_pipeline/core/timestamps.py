@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 EpochUnit = Literal["auto", "ms", "s"]
@@ -29,6 +30,8 @@ def parse_timestamp(value: object, epoch_unit: EpochUnit = "auto") -> datetime:
     clamping would load a value the source does not hold."""
     if isinstance(value, bool):
         raise InvalidTimestamp("a boolean is not a timestamp")
+    if isinstance(value, Decimal):  # a number the strict reader kept exact
+        value = int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, int | float):
         try:
             if epoch_unit == "ms" or (epoch_unit == "auto" and abs(value) >= _MS_THRESHOLD):

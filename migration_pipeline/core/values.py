@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from migration_pipeline.core.rows import jsonb_text
+from migration_pipeline.core.rows import json_strings, jsonb_text
 
 _INT_RANGES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 # What a value must be for the column's type, for the types whose COPY text is formatted from the value.
@@ -164,20 +164,12 @@ def _encodes(text: str) -> bool:
 
 
 def _diagnose_json(name: str, value: Any) -> Unstorable | None:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                return Unstorable("nul_character", f"column {name}: holds a NUL character (\\u0000), which PostgreSQL"
-                                  " jsonb cannot store")
-            if not _encodes(item):
-                return Unstorable("invalid_unicode", f"column {name}: holds a lone surrogate, which is not Unicode")
+    for text in json_strings(value):
+        if "\x00" in text:
+            return Unstorable("nul_character", f"column {name}: holds a NUL character (\\u0000), which PostgreSQL"
+                              " jsonb cannot store")
+        if not _encodes(text):
+            return Unstorable("invalid_unicode", f"column {name}: holds a lone surrogate, which is not Unicode")
     if isinstance(value, orjson.Fragment):
         return None
     try:

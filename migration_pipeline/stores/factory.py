@@ -55,7 +55,6 @@ from migration_pipeline.core.promote import (
 from migration_pipeline.core.reconcile import (
     DEFAULT_MAX_ROW_LOSS_PERCENT,
     CheckOutcome,
-    evaluate_gates,
     gx_check_name,
     reconcile_units,
 )
@@ -64,6 +63,7 @@ from migration_pipeline.core.spec import StoreSpec
 from migration_pipeline.core.stage import stage_store
 from migration_pipeline.core.sync import sync_store
 from migration_pipeline.quality import gx as _gx  # noqa: F401 - GX (3-4 s to import) loads with the code location, not in a run
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.resources import MigrationResource
 
 SCHEMA_ASSET = AssetKey("migration_schema")

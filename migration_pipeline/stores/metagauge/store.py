@@ -2,7 +2,11 @@
 
 `data/{users,contracts,analyses,chat_sessions,chat_messages}.json` (LEGACY_FORMATS section 2), each
 one top-level JSON array rewritten whole by the Node app. Every file is one unit, read streaming
-with ijson (files can be hundreds of MB), in parent-before-child order. Duplicates, CHECK
+element by element by `sources.json_array` (files can be hundreds of MB), in parent-before-child order;
+an element that is not valid JSON is quarantined with its index and the rest of the file loads. The
+file's elements are also counted by an independent pass (`sources.json_count`): reconciliation takes
+that count as the source side of its table. Numbers that a float would not keep exactly arrive as
+`Decimal`, and are stored with their exact digits in numeric and jsonb columns. Duplicates, CHECK
 violations and dangling references are the engine's job (core.ddl) after the load; this module
 only turns records into rows and rejects what cannot become a row.
 
@@ -30,12 +34,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import ijson
 import orjson
 
 from migration_pipeline.core.manifest import describe_file, walk_files
 from migration_pipeline.core.spec import Batch, Column, Discovery, ReadContext, StoreSpec, TableSpec, Unit
 from migration_pipeline.core.timestamps import InvalidTimestamp, parse_timestamp
+from migration_pipeline.sources.json_array import read_json_array
+from migration_pipeline.sources.json_count import count_items
 from migration_pipeline.stores import expectations as ex
 
 # Fixed forever: changing it changes every id derived from a legacy id.
@@ -53,7 +58,6 @@ FILES: tuple[tuple[str, str], ...] = (
 BATCH_RECORDS = 2000
 BATCH_BYTES = 4 << 20  # flush earlier when the JSONB payload of a batch grows past this
 SEQ_SHIFT = 40
-_BOM = b"\xef\xbb\xbf"
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
@@ -171,6 +175,8 @@ def child_uuid(table: str, *parts: object) -> str:
 def _key(value: Any, field: str) -> str:
     if value is None or value == "":
         raise _missing(field)
+    if isinstance(value, Decimal) and value.is_finite() and value.as_tuple().exponent == 0:
+        value = int(value)  # an integer id beyond 64 bits
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _invalid(field, "is neither a string nor an integer")
     return _clean(str(value), field)
@@ -215,12 +221,23 @@ def _text(value: Any, field: str, required: bool = False, default: str | None = 
     return _clean(str(value), field)
 
 
+def _exact_number(value: Any) -> orjson.Fragment:
+    """orjson's `default`: a Decimal (a number a float would not keep) written with its exact digits."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(str(value))
+    raise TypeError
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_exact_number)
+
+
 def _json_text(value: Any, field: str) -> str | None:
     """A text column that may receive JSON (an ABI as an array or as a JSON string)."""
     if value is None or isinstance(value, str):
         return None if value is None else _clean(value, field)
     try:
-        return _clean(orjson.dumps(value).decode(), field)
+        return _clean(_dumps(value).decode(), field)
     except orjson.JSONEncodeError:
         raise _invalid(field, "cannot be encoded as JSON") from None
 
@@ -246,6 +263,12 @@ def _int(value: Any, field: str, default: int | None = None, low: int = _INT_MIN
         if not value.is_integer():
             raise _invalid(field, "is not an integer")
         value = int(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite() or value != value.to_integral_value():
+            raise _invalid(field, "is not an integer")
+        if not low <= value <= high:  # compared as a Decimal: int() of 1E+400000000 would take minutes
+            raise _Reject("out_of_range", f"{field} is outside {low}..{high}")
+        value = int(value)
     elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
         value = int(value)
     if not isinstance(value, int):
@@ -259,12 +282,15 @@ def _numeric(value: Any, field: str, default: Decimal | None = None) -> Decimal 
     """numeric(20, 8): rounded to 8 decimals here so that the checksum matches what PostgreSQL keeps."""
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise _invalid(field, "is not a number")
     if isinstance(value, float) and not math.isfinite(value):
         raise _invalid(field, "is not a finite number")
     try:
-        number = Decimal(str(value).strip()).quantize(Decimal("1e-8"))
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+        if number.is_finite() and abs(number) >= Decimal("1e12"):  # before quantize, which fails on 1E+400
+            raise _Reject("out_of_range", f"{field} does not fit numeric(20, 8)")
+        number = number.quantize(Decimal("1e-8"))
     except (InvalidOperation, ValueError):
         raise _invalid(field, "is not a number") from None
     if not number.is_finite() or abs(number) >= Decimal("1e12"):
@@ -323,7 +349,7 @@ class _Json:
         if value is None:
             return None
         try:
-            data = orjson.dumps(value)
+            data = _dumps(value)
         except orjson.JSONEncodeError:
             raise _invalid(field, "cannot be encoded as JSON") from None
         if b"\\u0000" in data:
@@ -605,24 +631,14 @@ NORMALIZERS: dict[str, Callable[[dict[str, Any], str, Emit, Reject, _Json], None
 # --- reading a file -----------------------------------------------------------------------------------------
 
 
-def _opens_array(handle: Any) -> bool | None:
-    """True if the first significant byte is '[', None if the file is empty (after a BOM)."""
-    start = handle.tell()
-    while block := handle.read(4096):
-        stripped = block.lstrip()
-        if stripped:
-            handle.seek(start)
-            return stripped[:1] == b"["
-    handle.seek(start)
-    return None
-
-
 def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     """Stream one file's top-level array; yield a Batch every BATCH_RECORDS records (or BATCH_BYTES of JSON)."""
     file_no, table, relative = unit.payload
     normalize = NORMALIZERS[table]
+    path = context.store_dir / relative
     batch = Batch()
     batch.manifest.append(describe_file(context.store_dir, relative, mapped=True))  # first pass: size + sha256
+    batch.counted[table] = count_items(path)  # second pass, independent of the reader below
     seq = file_no << SEQ_SHIFT
     js = _Json()
 
@@ -634,43 +650,24 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     def reject(target: str, locator: str, reason: str, message: str) -> None:
         batch.quarantine(target, relative, locator, reason, message)
 
-    with open(context.store_dir / relative, "rb") as handle:
-        if handle.read(3) != _BOM:
-            handle.seek(0)
-        opens = _opens_array(handle)
-        if not opens:
-            what = "the file is empty" if opens is None else "the file does not hold a JSON array"
-            reject(table, "[0]", "invalid_json", what)
-            yield batch
-            return
-        records = ijson.items(handle, "item", use_float=True)
-        index = 0
-        pending = 0
-        while True:
+    pending = 0
+    for element in read_json_array(path):
+        record, locator = element.value, element.locator
+        if element.reason is not None:
+            reject(table, locator, element.reason, element.message)
+        elif not isinstance(record, dict):
+            reject(table, locator, "not_an_object", f"the record is a JSON {type(record).__name__}, not an object")
+        else:
             try:
-                record = next(records)
-            except StopIteration:
-                break
-            except (ijson.JSONError, ValueError) as exc:
-                kind = "truncated" if isinstance(exc, ijson.IncompleteJSONError) else "not valid JSON"
-                reject(table, f"[{index}]", "invalid_json",
-                       f"the array is {kind} from this record on; records before it were read")
-                break
-            locator = f"[{index}]"
-            index += 1
-            if not isinstance(record, dict):
-                reject(table, locator, "not_an_object", f"the record is a JSON {type(record).__name__}, not an object")
-            else:
-                try:
-                    normalize(record, locator, emit, reject, js)
-                except _Reject as exc:
-                    reject(table, locator, exc.reason, exc.message)
-            pending += 1
-            if pending >= BATCH_RECORDS or js.bytes >= BATCH_BYTES:
-                yield batch
-                batch = Batch()
-                pending = 0
-                js.bytes = 0
+                normalize(record, locator, emit, reject, js)
+            except _Reject as exc:
+                reject(table, locator, exc.reason, exc.message)
+        pending += 1
+        if pending >= BATCH_RECORDS or js.bytes >= BATCH_BYTES:
+            yield batch
+            batch = Batch()
+            pending = 0
+            js.bytes = 0
     yield batch
 
 
@@ -701,7 +698,7 @@ METAGAUGE_STORE = StoreSpec(
             ex.in_set("tier", TIERS), ex.matches("tier", "^[a-z]+$"),
             ex.unexpected_rows("email is unique case-insensitively",
                                # hashes, so that no e-mail address reaches the results or Data Docs
-                               "SELECT md5(lower(email)) AS email_hash, count(*) AS n FROM {batch}"
+                               "SELECT md5(lower(email COLLATE \"C\")) AS email_hash, count(*) AS n FROM {batch}"
                                " GROUP BY 1 HAVING count(*) > 1"),
             ex.unexpected_rows("legacy ids are never UUIDs (a UUID id is kept as the id)",
                                # no regex quantifier braces: GX formats the query with str.format

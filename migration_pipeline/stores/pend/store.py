@@ -34,6 +34,8 @@ from migration_pipeline.core.spec import (
     TableSpec,
     Unit,
 )
+from migration_pipeline.sources.json_array import JsonRejected
+from migration_pipeline.sources.json_count import count_items
 from migration_pipeline.stores import expectations as ex
 from migration_pipeline.stores.pend import normalize as nz
 from migration_pipeline.stores.pend.readers import Item, loads_exact, read_array, read_users
@@ -177,6 +179,7 @@ def _read_records(unit: Unit, context: ReadContext) -> Iterator[Batch]:
         items = read_users(path)
     else:
         items = read_array(path)
+        batch.counted[table] = count_items(path)  # a second pass, independent of the reader: the source side
     if kind == "blockchain_events":
         file_day, chain = date.fromisoformat(unit.payload[2]), unit.payload[3]
     pending = 0
@@ -234,9 +237,8 @@ def _read_kyc(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     if data is not None:
         try:
             record = loads_exact(data)
-        except ValueError:
-            batch.quarantine("kyc_applications", relative, "file", "invalid_json",
-                             "not valid JSON (a syntax error, NaN, invalid UTF-8 or nesting too deep)")
+        except JsonRejected as exc:
+            batch.quarantine("kyc_applications", relative, "file", exc.reason, exc.message)
         else:
             try:
                 seq += 1

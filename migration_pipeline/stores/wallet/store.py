@@ -13,6 +13,7 @@ import re
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from migration_pipeline.core.spec import (
 )
 from migration_pipeline.core.timestamps import InvalidTimestamp, from_ns, parse_timestamp
 from migration_pipeline.core.values import describe_value
+from migration_pipeline.sources.json_array import JsonRejected, parse_json
 from migration_pipeline.stores import expectations as ex
 
 WALLET_DIR = "storage/wallets"
@@ -50,6 +52,7 @@ MAX_FID = 2**63 - 1  # wallet.users.fid is bigint
 SHARDS = 16
 UNITS_PER_SHARD = 100_000  # unit numbers of shard k start at k * UNITS_PER_SHARD
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_LONG_DIGITS = re.compile(rb"[0-9]{16}")
 _BOM = b"\xef\xbb\xbf"
 KNOWN_KEYS = frozenset({"fid", "address", "encryptedPrivateKey", "iv", "chain", "createdAt"})
 
@@ -200,9 +203,16 @@ def normalize_wallet(
     if not body:
         raise _Reject("empty_file", "the file is empty")
     try:
+        # orjson is the fast path; it keeps NUL and turns integers beyond 64 bits into floats, so a file that
+        # may hold either, or that orjson refuses, is parsed by the strict reader every store uses.
+        if b"\\u0000" in body or _LONG_DIGITS.search(body):
+            raise ValueError("parse strictly")
         record = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise _Reject("invalid_json", f"not valid JSON ({str(exc).split(':')[0]})") from None
+    except ValueError:
+        try:
+            record = parse_json(body)
+        except JsonRejected as exc:
+            raise _Reject(exc.reason, exc.message) from None
     if not isinstance(record, dict):
         raise _Reject("not_an_object", f"the file holds a JSON {type(record).__name__}, not an object")
 
@@ -217,7 +227,9 @@ def normalize_wallet(
                 raise _Reject("invalid_fid", f"fid inside the file is a string of {len(fid)} characters that is not"
                               " a positive 64-bit integer in ASCII digits")
             fid = int(digits)
-        if isinstance(fid, float):
+        if isinstance(fid, Decimal) and fid == fid.to_integral_value():  # an integer beyond 64 bits, kept exact
+            fid = int(fid)
+        if isinstance(fid, float | Decimal):
             raise _Reject("invalid_fid", "fid inside the file is a JSON number with a fraction or an exponent"
                           " (such as 1e30), not an integer")
         if not isinstance(fid, int) or isinstance(fid, bool):

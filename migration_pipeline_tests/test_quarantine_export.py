@@ -1,0 +1,56 @@
+"""`migration-pipeline quarantine`: the current plan's quarantine by reason, or its rows as CSV / Parquet
+for whoever fixes the records, with messages that describe values and never quote them."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from migration_pipeline.core.stage import stage_store
+from migration_pipeline.stores.wallet.store import WALLET_STORE
+
+from .conftest import SAMPLE_SECRET, SAMPLES
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "migration_pipeline.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_quarantine_counts_and_exports_as_csv_and_parquet(database_url: str, tmp_path: Path) -> None:
+    stage_store(database_url, WALLET_STORE, SAMPLES, "q", SAMPLE_SECRET, workers=1)
+    listed = _cli("quarantine", "--store", "wallet", "--database-url", database_url, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.splitlines()) == sorted(f"wallets\t{r}\t1" for r in (
+        "bad_checksum", "duplicate_key", "empty_file", "fid_mismatch", "invalid_address", "invalid_iv",
+        "invalid_json", "not_an_object"))
+
+    done = _cli("quarantine", "--store", "wallet", "--database-url", database_url, "--out", "q.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("wrote 8 quarantined records of wallet to ")
+    with (tmp_path / "q.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 and {r["locator"] for r in rows} == {"file"}
+    assert {r["source_file"] for r in rows if r["reason"] == "invalid_iv"} == {"storage/wallets/wallet_18_ethereum.json"}
+
+    done = _cli("quarantine", "--store", "wallet", "--database-url", database_url, "--reason", "invalid_json",
+                "--format", "parquet", "--out", "q.parquet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(tmp_path / "q.parquet")
+    assert table.num_rows == 1 and table.column("reason").to_pylist() == ["invalid_json"]
+    assert table.column_names == ["table_name", "source_file", "locator", "reason", "message", "run_id", "plan_id"]
+
+
+def test_quarantine_of_a_store_never_staged_is_one_line(database_url: str, tmp_path: Path) -> None:
+    done = _cli("quarantine", "--store", "metagauge", "--database-url", database_url, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: store metagauge has not been staged yet: run it first"
+
+
+def test_version(tmp_path: Path) -> None:
+    done = _cli("--version", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("migration-pipeline 0.")
