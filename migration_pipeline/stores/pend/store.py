@@ -370,14 +370,16 @@ PEND_SAMPLES = SampleRecords(
 def _generate(out: Path, sizes: Mapping[str, int], seed: int, secret: str | None) -> str:
     from migration_pipeline.stores.pend.generate import generate_pend_store
 
-    made = generate_pend_store(out, users=sizes["users"], days=sizes["days"], seed=seed)
+    made = generate_pend_store(out, users=sizes["users"], days=sizes["days"], seed=seed,
+                               document_kib=sizes["document_kib"])
     return made.describe()
 
 
 PEND_GENERATOR = Generator(
     run=_generate,
     options={"users": ("users to generate (with profiles, investments and KYC folders, some quirky)", None),
-             "days": ("explorer days to generate (several chains each)", 7)},
+             "days": ("explorer days to generate (several chains each)", 7),
+             "document_kib": ("average size of a KYC document in KiB (three per folder, half the users)", 96)},
 )
 
 
