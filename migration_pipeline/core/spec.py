@@ -224,6 +224,10 @@ class Partitioning:
     label: str
     keys: tuple[str, ...] = ()                              # static keys
     discover_keys: Callable[[Path], Sequence[str]] | None = None  # dynamic: the keys present under a store folder
+    # A loaded table whose rows belong to one partition each, by `live_column`: a partition materialized while
+    # the store is live replaces only its own rows of that live table, behind its own gate (core.partition_swap).
+    live_table: str | None = None
+    live_column: str | None = None
 
     def dynamic_name(self, store: str) -> str:
         return f"{store}_{self.asset}"

@@ -44,6 +44,7 @@ from pydantic import Field
 
 from migration_pipeline.core.backup import latest_backup, prune_strays, record_backup, write_backup
 from migration_pipeline.core.changes import detect_changes
+from migration_pipeline.core.partition_swap import replace_live_partition
 from migration_pipeline.core.promote import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BACKOFF,
@@ -310,6 +311,12 @@ def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey
     assert spec.partitions is not None
     label = spec.partitions.label
     check_name = f"{label}_reconciliation"
+    live_check = f"{label}_live_replacement" if spec.partitions.live_table else None
+    live_specs = [AssetCheckSpec(live_check, asset=key, blocking=True,
+                                 description=f"Once {spec.name} is live: the {label}'s staged rows (reconciled) replace "
+                                 f"only that {label}'s rows of {spec.name}.{spec.partitions.live_table}, in one "
+                                 "transaction; the live rows' count and checksum must equal the staged ones', else "
+                                 f"nothing changes. Before promotion the {label} waits in staging.")] if live_check else []
 
     @asset(
         key=key,
@@ -320,7 +327,8 @@ def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey
         kinds={"postgres"},
         check_specs=[AssetCheckSpec(check_name, asset=key, blocking=True,
                                     description=f"For the {label}s of this run: every unit committed, source records = "
-                                    "staged + quarantined, and the row-hash sum of the staged rows = the one read.")],
+                                    "staged + quarantined, and the row-hash sum of the staged rows = the one read."),
+                     *live_specs],
         description=f"{spec.name} loaded {label} by {label} into {spec.staging_schema} (the same units, resumable). "
         f"Backfill a range of {label}s, then materialize {spec.name}/staged: it loads any {label} still missing, "
         "finishes the staged tables and runs the whole-store gates before promotion.",
@@ -331,21 +339,33 @@ def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey
         summary = stage_store(migration.database_url, spec, migration.root(), context.run_id,
                               migration.secret(required=spec.needs_secret), workers=migration.worker_count(),
                               partitions=wanted)
+        outcomes = []
         with migration.connect() as conn:
-            if get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
+            phase = get_phase(conn, spec.name).phase
+            if phase in PRE_LIVE_PHASES:
                 set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id,
                           note=f"{label}s {', '.join(sorted(context.partition_keys))} loaded")
             outcome = reconcile_units(conn, spec, summary.plan_id, summary.in_scope, label)
             conn.commit()
+            outcomes.append(outcome)
+            if live_check is not None:
+                if phase not in ("promoted", "cut_over"):
+                    outcomes.append(CheckOutcome(live_check, True, f"{spec.name} is not live: the {label} waits in "
+                                                 "staging for the whole-store promotion"))
+                elif not outcome.passed:
+                    outcomes.append(CheckOutcome(live_check, False, f"not attempted: the {label}'s reconciliation "
+                                                 "failed, the live rows are unchanged"))
+                else:
+                    outcomes.append(replace_live_partition(conn, spec, summary.plan_id, context.run_id,
+                                                           summary.in_scope, sorted(wanted), live_check))
         metadata = _counts_metadata(summary)
         assert spec.partitions is not None
         metadata[spec.partitions.asset] = ", ".join(sorted(context.partition_keys))
         return MaterializeResult(
             metadata=metadata,
-            check_results=[AssetCheckResult(check_name=check_name, passed=outcome.passed,
-                                            severity=AssetCheckSeverity.ERROR,
-                                            metadata={"summary": outcome.summary,
-                                                      "details": MetadataValue.json(outcome.details)})],
+            check_results=[AssetCheckResult(check_name=o.name, passed=o.passed, severity=AssetCheckSeverity.ERROR,
+                                            metadata={"summary": o.summary, "details": MetadataValue.json(o.details)})
+                           for o in outcomes],
         )
 
     return shards

@@ -426,7 +426,8 @@ PEND_STORE = StoreSpec(
     read_unit=read_unit,
     parallel=True,
     source_files=(WALLET_DB, *ADMIN_FILES, f"{EXPLORER}/<YYYY-MM-DD>/<chain>.json", f"{KYC}/<address>/*"),
-    partitions=Partitioning("dynamic", asset="days", label="day", discover_keys=days),
+    partitions=Partitioning("dynamic", asset="days", label="day", discover_keys=days,
+                            live_table="blockchain_events", live_column="day"),
     samples=PEND_SAMPLES,
     generator=PEND_GENERATOR,
 )
