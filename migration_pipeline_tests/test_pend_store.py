@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -233,3 +234,16 @@ def _loads_or_empty(path: Path) -> list[dict[str, Any]]:
         return list(json.loads(path.read_text()))
     except ValueError:
         return []
+
+
+def test_names_that_are_not_utf8_and_links_are_listed_never_loaded(tmp_path: Path) -> None:
+    store = tmp_path / "pend"
+    shutil.copytree(PEND, store)
+    bad = os.fsdecode(b"0x\xff" + b"1" * 39)
+    (store / "uploads" / "kyc" / bad).mkdir()
+    (store / "uploads" / "kyc" / bad / "application.json").write_text("{}")
+    (store / "explorer-data" / "2024-03-01" / "link.json").symlink_to(store / "admin-logs.json")
+    discovery = PEND_STORE.discover(store)
+    assert f"uploads/kyc/{bad}/application.json" in discovery.unmapped
+    assert "explorer-data/2024-03-01/link.json" in discovery.unmapped
+    assert len(discovery.units) == len(PEND_STORE.discover(PEND).units)

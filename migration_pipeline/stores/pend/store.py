@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from migration_pipeline.core.manifest import describe_file, read_unless_larger, walk_files
+from migration_pipeline.core.manifest import describe_file, read_unless_larger, recorded_path, walk_files
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -111,8 +111,10 @@ def discover(store_dir: Path) -> Discovery:
     for rel in everything:
         st = os.lstat(store_dir / rel)
         digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-        if os.path.islink(store_dir / rel):
-            unmapped.append(rel)  # never read through: listed as a link
+        if os.path.islink(store_dir / rel) or recorded_path(rel) != rel:
+            # A link is never read through; a name that is not UTF-8 cannot be a key or an address: both are
+            # listed (the manifest records such a name with its bytes escaped), never loaded.
+            unmapped.append(rel)
             continue
         parts = rel.split("/")
         if rel == WALLET_DB:
