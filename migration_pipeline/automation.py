@@ -16,13 +16,14 @@ from dagster import (
 )
 
 from migration_pipeline.core.changes import detect_changes
+from migration_pipeline.core.names import change_sensor_name, staged_op, sync_schedule_name
 from migration_pipeline.core.spec import StoreSpec
 from migration_pipeline.resources import MigrationResource
 
 
 def change_sensor(spec: StoreSpec, job_name: str) -> SensorDefinition:
     @sensor(
-        name=f"{spec.name}_source_changes",
+        name=change_sensor_name(spec.name),
         job_name=job_name,
         minimum_interval_seconds=60,
         default_status=DefaultSensorStatus.STOPPED,
@@ -40,7 +41,7 @@ def change_sensor(spec: StoreSpec, job_name: str) -> SensorDefinition:
             yield SkipReason(f"{spec.name}: no source file changed since the live version")
         else:
             context.log.info(f"{spec.name}: {changes.describe()}")
-            incremental = {"ops": {f"{spec.name}__staged": {"config": {"incremental": spec.sync is not None}}}}
+            incremental = {"ops": {staged_op(spec.name): {"config": {"incremental": spec.sync is not None}}}}
             yield RunRequest(run_key=f"{spec.name}-{changes.key()}", run_config=incremental,
                              tags={"migration/store": spec.name, "migration/changes": changes.describe()})
 
@@ -49,7 +50,7 @@ def change_sensor(spec: StoreSpec, job_name: str) -> SensorDefinition:
 
 def hourly_schedule(spec: StoreSpec, job_name: str) -> ScheduleDefinition:
     return ScheduleDefinition(
-        name=f"{spec.name}_hourly_sync",
+        name=sync_schedule_name(spec.name),
         job_name=job_name,
         cron_schedule="0 * * * *",
         default_status=DefaultScheduleStatus.STOPPED,

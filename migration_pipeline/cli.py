@@ -21,6 +21,7 @@ from typing import TextIO
 
 from migration_pipeline.core.database import dsn_password, redact_dsn, sqlalchemy_url, start_embedded_server
 from migration_pipeline.core.errors import EXIT_CODES_HELP, ConfigurationError, explain, shorten, shorten_paths
+from migration_pipeline.core.names import gates_op
 from migration_pipeline.preflight import folder_bytes, free_disk_for, role_may_create, usable_folder
 
 DAGSTER_HOME = Path(".dagster_home")
@@ -228,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_config = {**_QUIET, "ops": {
             f"{name}__live": {"config": {"force": args.force, "requested_by": _user()}},
             f"{name}__staged": {"config": {"incremental": bool(getattr(args, "incremental", False))}},
-            f"{name}_gates": {"config": {"max_row_loss_percent": 100.0 if getattr(args, "allow_row_loss", False)
+            gates_op(name): {"config": {"max_row_loss_percent": 100.0 if getattr(args, "allow_row_loss", False)
                                          else DEFAULT_MAX_ROW_LOSS_PERCENT}},
         }}
         with _stderr_without("Exception while writing logger call to event log"):

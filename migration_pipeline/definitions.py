@@ -13,6 +13,7 @@ from dagster import (
 )
 
 from migration_pipeline.automation import change_sensor, hourly_schedule
+from migration_pipeline.core.names import migrate_job
 from migration_pipeline.core.schema import apply_migrations
 from migration_pipeline.lifecycle import cutover_store, rollback_store
 from migration_pipeline.resources import MigrationResource
@@ -41,7 +42,7 @@ def migration_schema(context: AssetExecutionContext, migration: MigrationResourc
 
 
 def job_name(store: str) -> str:
-    return f"migrate_{store}"
+    return migrate_job(store)
 
 
 STORES = all_stores()

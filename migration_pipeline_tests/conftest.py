@@ -4,6 +4,7 @@ database per test, with sql/ applied."""
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url:
         return url
-    return start_embedded_server(tmp_path_factory.mktemp("pgdata"), keep_running=False)
+    # Not under pytest's basetemp: a concurrent pytest session on the machine prunes old basetemps, and with
+    # them a running server's data folder.
+    return start_embedded_server(Path(tempfile.mkdtemp(prefix="mp-test-pgdata-")), keep_running=False)
 
 
 @pytest.fixture
@@ -37,3 +40,15 @@ def database_url(server_url: str) -> Iterator[str]:
         conn.commit()
     yield url
     drop_database(server_url, name)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two different generated wallet stores (read-only for the tests): A = 50 users, B = 60 users."""
+    from migration_pipeline.stores.wallet.generate import generate_wallet_store
+
+    a = tmp_path_factory.mktemp("root_a")
+    b = tmp_path_factory.mktemp("root_b")
+    generate_wallet_store(a, users=50, secret=SAMPLE_SECRET, seed=1, quirk_rate=0.0, processes=1)
+    generate_wallet_store(b, users=60, secret=SAMPLE_SECRET, seed=2, quirk_rate=0.0, processes=1)
+    return {"A": a, "B": b}

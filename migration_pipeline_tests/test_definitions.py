@@ -26,7 +26,7 @@ def test_every_store_has_the_same_graph_of_assets_and_blocking_gates() -> None:
             check = graph.get_check_spec(check_key)
             assert check.blocking and check.description
     gates = {k.name for k in graph.asset_check_keys if k.asset_key == AssetKey(["metagauge", "staged"])}
-    assert gates == {"row_count_reconciliation", "checksum_reconciliation", "live_row_loss"} | {
+    assert gates == {"row_count_reconciliation", "checksum_reconciliation", "live_row_loss", "serving"} | {
         f"gx_suite_{t}" for t in ("users", "user_onboarding", "user_preferences", "contracts", "contract_competitors",
                                   "contract_rpc_config", "contract_analysis_params", "analyses", "chat_sessions",
                                   "chat_messages")}

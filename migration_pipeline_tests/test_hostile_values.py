@@ -260,3 +260,23 @@ def test_email_case_folding_is_the_same_on_every_server(database_url: str, tmp_p
         duplicates = conn.execute("SELECT locator FROM migration.quarantine WHERE reason = 'duplicate_key'").fetchall()
     assert sorted(e for (e,) in loaded) == sorted(["ADA@example.com", "ÉVA@example.com", "éva@example.com"])
     assert duplicates == [("[1]",)]
+
+
+def test_the_serving_gate_fails_a_lookup_without_an_index_with_its_query_and_plan(database_url: str,
+                                                                                  tmp_path: Path) -> None:
+    """Issue 19: each declared lookup must be able to use an index; the wallet's case-insensitive address
+    lookup has one (it was a sequential scan of the whole table), a lookup on an unindexed column has not."""
+    from migration_pipeline.core.serving import Lookup, serving_gate
+
+    stage_store(database_url, WALLET_STORE, SAMPLES, "serve", SAMPLE_SECRET, workers=1)
+    declared = next(g for g in WALLET_STORE.gates if g.name == "serving")
+    with connect(database_url) as conn:
+        passed, summary, details = declared.evaluate(conn, "wallet", "")
+        assert (passed, summary) == (True, "all 4 declared lookups use an index")
+        plan = details["lookups"]["wallet by address, any case"]["plan"]
+        assert any(node.endswith("Index Scan using idx_wallets_address_lower") for node in plan), plan
+        unindexed = serving_gate((Lookup("wallets by creation time", "wallets", "created_at = %s", ("created_at",)),))
+        passed, summary, _ = unindexed.evaluate(conn, "wallet", "")
+    assert not passed
+    assert summary == ("1 of 1 lookups have no index and scan their whole table: wallets by creation time (SELECT * "
+                       "FROM wallets WHERE created_at = %s: Seq Scan): add the index in sql/<store>/")

@@ -23,13 +23,13 @@ from migration_pipeline.core.backup import open_archive, read_manifest
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import PromotionBlockedError
 from migration_pipeline.core.promote import get_phase, promote, rollback, set_phase
-from migration_pipeline.core.reconcile import CheckOutcome, current_plan, evaluate_gates, record_outcomes
+from migration_pipeline.core.reconcile import CheckOutcome, current_plan, record_outcomes
 from migration_pipeline.core.report import build_report
 from migration_pipeline.core.stage import stage_store
 from migration_pipeline.definitions import defs, job_name
 from migration_pipeline.lifecycle import cut_over_with_report
+from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.stores.wallet import WALLET_STORE
-from migration_pipeline.stores.wallet.generate import generate_wallet_store
 
 from .conftest import SAMPLE_SECRET, SAMPLES
 
@@ -38,16 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two different generated wallet stores (read-only for the tests): A = 50 users, B = 60 users."""
-    a = tmp_path_factory.mktemp("root_a")
-    b = tmp_path_factory.mktemp("root_b")
-    generate_wallet_store(a, users=50, secret=SAMPLE_SECRET, seed=1, quirk_rate=0.0, processes=1)
-    generate_wallet_store(b, users=60, secret=SAMPLE_SECRET, seed=2, quirk_rate=0.0, processes=1)
-    return {"A": a, "B": b}
 
 
 def _sha256(path: Path) -> str:

@@ -37,19 +37,6 @@ COUNTS = "SELECT (SELECT count(*) FROM wallet.users), (SELECT count(*) FROM wall
 FAST: dict[str, Any] = {"lock_timeout": 0.2, "attempts": 3, "backoff": 0.05}
 
 
-@pytest.fixture(scope="module")
-def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from migration_pipeline.stores.wallet.generate import generate_wallet_store
-
-    from .conftest import SAMPLE_SECRET
-
-    a = tmp_path_factory.mktemp("root_a")
-    b = tmp_path_factory.mktemp("root_b")
-    generate_wallet_store(a, users=50, secret=SAMPLE_SECRET, seed=1, quirk_rate=0.0, processes=1)
-    generate_wallet_store(b, users=60, secret=SAMPLE_SECRET, seed=2, quirk_rate=0.0, processes=1)
-    return {"A": a, "B": b}
-
-
 def reader(url: str) -> psycopg.Connection:
     """An application's connection (not the pipeline's: no application_name of ours)."""
     return psycopg.connect(url, autocommit=True, application_name="wallet-app")

@@ -124,3 +124,41 @@ def test_a_secret_planted_in_every_field_stays_in_its_column(spec: StoreSpec, da
         report = build_report(conn, spec, "planted", tmp_path / "reports", outcome="blocked")
         assert PLANTED not in _bookkeeping_text(conn)
     assert PLANTED not in report.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", STORES, ids=[s.name for s in STORES])
+def test_a_planted_secret_leaves_its_tables_in_no_output_of_a_full_run(spec: StoreSpec, database_url: str,
+                                                                      tmp_path: Path) -> None:
+    """The planted secret in every field, through `migration-pipeline run` (a real Dagster run): outside the
+    store's own tables it is nowhere: not in stdout or stderr, the Dagster event log and instance files, the
+    bookkeeping schema, the reports and Data Docs."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+    from .test_reliability import _all_rows_as_text, _env, _files_as_text, _hits
+
+    assert spec.samples is not None
+    tokens = (json.dumps(PLANTED).encode(), json.dumps({"k": PLANTED}).encode())
+    records = {e: [_record_text(dict(valid), field, token) for field in [*valid, "unknownField"] for token in tokens]
+                  + [_record_text(dict(valid), None, None)]
+               for e, valid in spec.samples.valid.items()}
+    spec.samples.write(tmp_path / "src" / spec.folder, records)
+    env = {**_env(tmp_path, SAMPLE_SECRET), "MIGRATION_BACKUP_DIR": str(tmp_path / "backups")}
+    proc = subprocess.run([sys.executable, "-m", "migration_pipeline.cli", "run", "--store", spec.name,
+                           "--database-url", database_url, "--source-root", str(tmp_path / "src")],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    needle = [PLANTED.lower()]
+    database = _all_rows_as_text(database_url)
+    own = {k: v for k, v in database.items() if k.split(".")[0] in (spec.schema, spec.staging_schema,
+                                                                     spec.previous_schema)}
+    # Controls: the scan reads the source as it reads the outputs, and the planted records were processed.
+    assert _hits(needle, _files_as_text(tmp_path / "src"))
+    assert database["migration.quarantine"] and database["migration.source_manifest"]
+    elsewhere = {**{k: v for k, v in database.items() if k not in own},
+                 "stdout": proc.stdout.lower(), "stderr": proc.stderr.lower(),
+                 **_files_as_text(tmp_path / "reports"), **_files_as_text(Path(env["DAGSTER_HOME"]))}
+    assert "public.event_logs" in elsewhere
+    assert _hits(needle, elsewhere) == []

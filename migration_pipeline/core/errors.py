@@ -28,7 +28,7 @@ EXIT_CODES_HELP = """exit codes:
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
 MAX_PATH_IN_MESSAGE = 80
-MAX_DETAIL_IN_MESSAGE = 300
+MAX_DETAIL_IN_MESSAGE = 2000  # a gate naming every table it blocks on is long and worth reading whole
 
 
 class MigrationError(Exception):

@@ -41,6 +41,7 @@ from psycopg import sql
 
 from migration_pipeline.core import ddl
 from migration_pipeline.core.errors import PromotionBlockedError
+from migration_pipeline.core.names import gx_check_name, swap_schema
 from migration_pipeline.core.spec import StoreSpec
 
 PHASES = ("not_started", "staged", "validated", "promoted", "cut_over", "rolled_back")
@@ -103,7 +104,7 @@ def failed_checks(conn: psycopg.Connection, spec: StoreSpec, run_id: str, plan_i
     rows: dict[str, str] = dict(conn.execute(
         "SELECT check_name, CASE WHEN passed THEN '' ELSE summary END FROM migration.check_results"
         " WHERE run_id = %s AND store = %s AND plan_id = %s", (run_id, spec.name, plan_id)).fetchall())
-    required = list(EXPECTED_CHECKS) + [g.name for g in spec.gates] + [f"gx_suite_{t.name}" for t in spec.tables]
+    required = list(EXPECTED_CHECKS) + [g.name for g in spec.gates] + [gx_check_name(t.name) for t in spec.tables]
     missing = [(name, "did not run") for name in required if name not in rows]
     return missing + [(name, summary) for name, summary in rows.items() if summary]
 
@@ -293,7 +294,7 @@ def rollback(conn: psycopg.Connection, spec: StoreSpec, actor: str, run_id: str 
             raise PromotionBlockedError(f"{spec.name}: there is no previous version to roll back to")
         _lock_live(conn, spec, spec.schema)
         _lock_live(conn, spec, spec.previous_schema)
-        swap = f"{spec.name}__swap"
+        swap = swap_schema(spec.name)
         _rename(conn, spec.schema, swap)
         _rename(conn, spec.previous_schema, spec.schema)
         _rename(conn, swap, spec.previous_schema)

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from migration_pipeline.core.names import gx_check_name, reconciliation_check_name
 from migration_pipeline.core.rows import sql_row_hash
 from migration_pipeline.core.spec import StoreSpec, Unit
 
@@ -206,9 +207,9 @@ def reconcile_units(
         if source_hash != int(staged[1]):
             problems.append(f"{table.name}: checksum differs")
     if problems:
-        return CheckOutcome(f"{label}_reconciliation", False, "; ".join(problems), details)
+        return CheckOutcome(reconciliation_check_name(label), False, "; ".join(problems), details)
     rows = sum(v["staged"] for k, v in details.items() if isinstance(v, dict))
-    return CheckOutcome(f"{label}_reconciliation", True,
+    return CheckOutcome(reconciliation_check_name(label), True,
                         f"{len(numbers)} units, {rows} rows: counts and checksums reconcile", details)
 
 
@@ -261,10 +262,6 @@ def evaluate_gates(
              "data_docs": str(suite.docs_index) if suite.docs_index else ""},
         ))
     return record_outcomes(conn, spec.name, plan_id, run_id, outcomes)
-
-
-def gx_check_name(table: str) -> str:
-    return f"gx_suite_{table}"
 
 
 def record_outcomes(

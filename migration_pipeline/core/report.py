@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import psycopg
+from markupsafe import Markup
 
 from migration_pipeline.core.promote import get_phase, set_report_path
 from migration_pipeline.core.reconcile import current_plan, file_counts, table_counts
@@ -31,6 +33,11 @@ th{background:#f0f4f8} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .banner.ok{background:#e3f9e5;border:1px solid #31a24c} .banner.bad{background:#ffe3e3;border:1px solid #e12d39}
 .muted{color:#627d98} code{background:#f0f4f8;padding:1px 4px;border-radius:3px}
 """
+
+
+# Shipped as package data; autoescaped, so a file name or a message can never inject markup into the page.
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("migration_pipeline", "templates"),
+                                autoescape=True, keep_trailing_newline=True)
 
 
 def _e(value: Any) -> str:
@@ -103,91 +110,35 @@ def build_report(
     docs = next((c[3].get("data_docs") for c in checks if c[0].startswith("gx_suite_") and c[3].get("data_docs")), "")
 
     passed_all = bool(checks) and all(c[1] for c in checks)
-    banner_ok = passed_all and outcome != "blocked"
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(spec.name)} validation report</title>"
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Validation report: <code>{_e(spec.name)}</code></h1>",
-        f"<p class='muted'>{_e(spec.description)}<br>run <code>{_e(run_id)}</code> · plan <code>{_e(plan_id)}</code>"
-        f" · generated {_e(datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC'))}</p>",
-        f"<div class='banner {'ok' if banner_ok else 'bad'}'>Outcome: <b>{_e(outcome)}</b> · phase "
-        f"<b>{_e(phase.phase)}</b>" + (f" · approved by <b>{_e(phase.approved_by)}</b>" if phase.approved_by else "")
-        + "</div>",
-        "<h2>Tables</h2><table><tr><th>table</th><th>source records</th><th>loaded</th><th>quarantined</th>"
-        "<th>live before</th><th>checksum source</th><th>checksum target</th></tr>",
-    ]
-    for table, c in counts.items():
-        cs = checksum_details.get("tables", {}).get(table, {})
-        parts.append(
-            f"<tr><td><code>{_e(table)}</code></td><td class='n'>{c['source']}</td><td class='n'>{c['staged']}</td>"
-            f"<td class='n'>{c['quarantined']}</td><td class='n'>{live_before.get(table, {}).get('live', '—')}</td>"
-            f"<td><code>{_e(cs.get('source', 'derived'))}</code></td>"
-            f"<td><code>{_e(cs.get('target', '—'))}</code></td></tr>")
-    parts.append("</table>")
-    parts.append(_bar_chart("Rows loaded per table", {t: c["staged"] for t, c in counts.items()}, "#2f80ed"))
     by_reason: dict[str, int] = {}
     for _table, reason, n, *_ in reasons:
         by_reason[reason] = by_reason.get(reason, 0) + n
-    parts.append(_bar_chart("Quarantined records per reason", by_reason, "#e8590c"))
-
-    parts.append("<h2>Gates</h2><table><tr><th>check</th><th>outcome</th><th>summary</th></tr>")
-    for name, passed, summary, _details in checks:
-        parts.append(f"<tr><td><code>{_e(name)}</code></td><td class='{'pass' if passed else 'fail'}'>"
-                     f"{'passed' if passed else 'FAILED'}</td><td>{_e(summary)}</td></tr>")
-    parts.append("</table>")
-    flagged = next((c[3] for c in checks if c[0] in [g.name for g in spec.gates] and not c[1]), None)
-    if flagged and flagged.get("files"):
-        parts.append("<p><b>Files that failed verification</b> (first 20): " +
-                     ", ".join(f"<code>{_e(f)}</code>" for f in flagged["files"]) + "</p>")
-    if docs:
-        rel = os.path.relpath(docs, out_dir)
-        parts.append(f"<p>Great Expectations Data Docs: <a href='{_e(rel)}'>{_e(rel)}</a></p>")
-
-    parts.append("<h2>Quarantine</h2>")
-    if reasons:
-        parts.append("<table><tr><th>table</th><th>reason</th><th>records</th><th>sample locators</th>"
-                     "<th>message (first)</th></tr>")
-        for table, reason, n, samples, message in reasons:
-            parts.append(f"<tr><td>{_e(table)}</td><td><code>{_e(reason)}</code></td><td class='n'>{n}</td>"
-                         f"<td>{'<br>'.join(_e(s) for s in samples)}</td><td>{_e(message)}</td></tr>")
-        parts.append("</table>")
-    else:
-        parts.append("<p>No record was quarantined.</p>")
     unmapped_fields = conn.execute(
         "SELECT table_name, field, sum(records)::bigint FROM migration.unmapped_fields WHERE store = %s AND plan_id = %s"
         " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50", (spec.name, plan_id)).fetchall()
-    if unmapped_fields:
-        parts.append("<h2>Source fields no column holds</h2><p>Loaded records carried these fields; the target table"
-                     " has no column (and no <code>extra</code> jsonb) for them, so their values are only in the"
-                     " source files and the backup.</p><table><tr><th>table</th><th>field</th><th>records</th></tr>")
-        for table, name, n in unmapped_fields:
-            parts.append(f"<tr><td>{_e(table)}</td><td><code>{_e(name)}</code></td><td class='n'>{n}</td></tr>")
-        parts.append("</table>")
-    if adjustments:
-        parts.append("<h2>Values normalised after loading</h2><table><tr><th>table</th><th>reason</th><th>rows</th>"
-                     "<th>what</th></tr>")
-        for table, reason, n, message in adjustments:
-            parts.append(f"<tr><td>{_e(table)}</td><td><code>{_e(reason)}</code></td><td class='n'>{n}</td>"
-                         f"<td>{_e(message)}</td></tr>")
-        parts.append("</table>")
-    patterns = ", ".join(f"<code>{_e(p)}</code>" for p in spec.source_files)
-    parts.append(f"<h2>Source files</h2><p>{mapped} mapped ({patterns}), "
-                 f"{unmapped_count} unmapped (listed in <code>migration.source_manifest</code> with size "
-                 "and SHA-256).</p>")
-    if unmapped:
-        parts.append("<ul>" + "".join(f"<li><code>{_e(u)}</code></li>" for u in unmapped) + "</ul>")
-    if backup:
-        parts.append(f"<h2>Backup</h2><p>Archive <code>{_e(backup[0])}</code>, {backup[2]} files, SHA-256 "
-                     f"<code>{_e(backup[1])}</code>, written {_e(backup[3])}; verified by re-reading.</p>")
-    parts.append("<h2>Phase history</h2><table><tr><th>at</th><th>from</th><th>to</th><th>by</th><th>run</th>"
-                 "<th>note</th></tr>")
-    for at, from_phase, to_phase, actor, hist_run, note in history:
-        parts.append(f"<tr><td>{_e(at)}</td><td>{_e(from_phase or '')}</td><td>{_e(to_phase)}</td><td>{_e(actor)}</td>"
-                     f"<td><code>{_e(hist_run or '')}</code></td><td>{_e(note)}</td></tr>")
-    parts.append("</table></body></html>")
+    flagged = next((c[3] for c in checks if c[0] in [g.name for g in spec.gates] and not c[1]), None)
+    page = _TEMPLATES.get_template("report.html.j2").render(
+        css=Markup(_CSS), bar_chart=lambda title, values, color: Markup(_bar_chart(title, values, color)),
+        store=spec.name, description=spec.description, run_id=run_id, plan_id=plan_id,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        banner_ok=passed_all and outcome != "blocked", outcome=outcome, phase=phase.phase,
+        approved_by=phase.approved_by,
+        tables=[{"name": table, "source": c["source"], "staged": c["staged"], "quarantined": c["quarantined"],
+                 "live_before": live_before.get(table, {}).get("live", "—"),
+                 "checksum_source": checksum_details.get("tables", {}).get(table, {}).get("source", "derived"),
+                 "checksum_target": checksum_details.get("tables", {}).get(table, {}).get("target", "—")}
+                for table, c in counts.items()],
+        rows_per_table={t: c["staged"] for t, c in counts.items()}, quarantine_by_reason=by_reason,
+        checks=[{"name": n, "passed": ok, "summary": summary} for n, ok, summary, _details in checks],
+        failed_files=(flagged or {}).get("files", []),
+        docs=os.path.relpath(docs, out_dir) if docs else "",
+        quarantine=[{"table": t, "reason": r, "records": n, "samples": samples, "message": m}
+                    for t, r, n, samples, m in reasons],
+        unmapped_fields=unmapped_fields, adjustments=adjustments, mapped=mapped, unmapped_count=unmapped_count,
+        patterns=spec.source_files, unmapped=unmapped, backup=backup, history=history)
 
     path = out_dir / "report.html"
-    path.write_text("".join(parts), encoding="utf-8")
+    path.write_text(page, encoding="utf-8")
     (out_dir / "summary.json").write_text(json.dumps(
         {"store": spec.name, "run_id": run_id, "plan_id": plan_id, "outcome": outcome, "tables": counts,
          "checks": {c[0]: c[1] for c in checks}, "quarantine": by_reason,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
+from migration_pipeline.core.names import dynamic_partitions_name, previous_schema, staging_schema
+
 ColumnKind = Literal["int", "numeric", "text", "bool", "timestamptz", "date", "uuid", "text[]", "jsonb",
                      "bytea"]
 
@@ -230,7 +232,7 @@ class Partitioning:
     live_column: str | None = None
 
     def dynamic_name(self, store: str) -> str:
-        return f"{store}_{self.asset}"
+        return dynamic_partitions_name(store, self.asset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,11 +259,11 @@ class StoreSpec:
 
     @property
     def staging_schema(self) -> str:
-        return f"{self.name}__staging"
+        return staging_schema(self.name)
 
     @property
     def previous_schema(self) -> str:
-        return f"{self.name}__previous"
+        return previous_schema(self.name)
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)

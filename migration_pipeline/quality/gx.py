@@ -20,6 +20,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 
 from migration_pipeline.core.database import sqlalchemy_url
+from migration_pipeline.core.names import gx_data_source
 from migration_pipeline.core.spec import StoreSpec, TableSpec
 
 # The groups' queries already run side by side on the cores: a parallel plan only competes with its neighbour,
@@ -115,7 +116,7 @@ def _prepare_group(
     """A new in-memory context with a validation definition per table of the group."""
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_sql(name=f"{spec.name}_staging", connection_string=sqlalchemy_url(database_url),
+    source = context.data_sources.add_sql(name=gx_data_source(spec.name), connection_string=sqlalchemy_url(database_url),
                                           kwargs={"connect_args": {"options": SERIAL_QUERIES}})  # type: ignore[call-arg]
     schema_sql = f'"{spec.staging_schema}"'
     return context, [_validation(context, source, spec, t, schema_sql, expected_rows[t.name]) for t in tables]

@@ -44,6 +44,15 @@ from pydantic import Field
 
 from migration_pipeline.core.backup import latest_backup, prune_strays, record_backup, write_backup
 from migration_pipeline.core.changes import detect_changes
+from migration_pipeline.core.names import (
+    backfill_group,
+    backfill_job,
+    gates_op,
+    live_replacement_check_name,
+    partition_schedule_name,
+    partition_sensor_name,
+    reconciliation_check_name,
+)
 from migration_pipeline.core.partition_swap import replace_live_partition
 from migration_pipeline.core.promote import (
     DEFAULT_ATTEMPTS,
@@ -214,7 +223,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
     @multi_asset_check(
         specs=[AssetCheckSpec(name, asset=staged_key, description=text, blocking=True)
                for name, text in check_names(spec)],
-        name=f"{spec.name}_gates",
+        name=gates_op(spec.name),
         description=f"Blocking gates of {spec.name}: all must pass before the staged tables are promoted.",
     )
     def gates(context: AssetCheckExecutionContext, config: GateConfig,
@@ -273,7 +282,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
 def backfill_job_name(spec: StoreSpec) -> str:
     """The job that loads a range of the store's partitions (`backfill_wallet_shards`, `backfill_pend_days`)."""
     assert spec.partitions is not None
-    return f"backfill_{spec.name}_{spec.partitions.asset}"
+    return backfill_job(spec.name, spec.partitions.asset)
 
 
 def shard_key(spec: StoreSpec) -> AssetKey:
@@ -310,8 +319,8 @@ def _shard_asset(spec: StoreSpec, backup_key: AssetKey) -> AssetsDefinition:
 def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey) -> AssetsDefinition:
     assert spec.partitions is not None
     label = spec.partitions.label
-    check_name = f"{label}_reconciliation"
-    live_check = f"{label}_live_replacement" if spec.partitions.live_table else None
+    check_name = reconciliation_check_name(label)
+    live_check = live_replacement_check_name(label) if spec.partitions.live_table else None
     live_specs = [AssetCheckSpec(live_check, asset=key, blocking=True,
                                  description=f"Once {spec.name} is live: the {label}'s staged rows (reconciled) replace "
                                  f"only that {label}'s rows of {spec.name}.{spec.partitions.live_table}, in one "
@@ -320,7 +329,7 @@ def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey
 
     @asset(
         key=key,
-        group_name=f"{spec.name}_backfill",
+        group_name=backfill_group(spec.name),
         deps=[SCHEMA_ASSET, backup_key],
         partitions_def=partitions_definition(spec),
         backfill_policy=BackfillPolicy.single_run(),
@@ -381,7 +390,7 @@ def partition_sensor(spec: StoreSpec, job_name: str) -> SensorDefinition:
     assert isinstance(definition, DynamicPartitionsDefinition)
 
     @sensor(
-        name=f"{spec.name}_{partitioning.asset}_discovery",
+        name=partition_sensor_name(spec.name, partitioning.asset),
         job_name=job_name,
         minimum_interval_seconds=60,
         default_status=DefaultSensorStatus.RUNNING,
@@ -407,7 +416,7 @@ def daily_partition_schedule(spec: StoreSpec, job_name: str) -> ScheduleDefiniti
     partitioning = spec.partitions
 
     @schedule(
-        name=f"{spec.name}_daily_{partitioning.asset}",
+        name=partition_schedule_name(spec.name, partitioning.asset),
         job_name=job_name,
         cron_schedule="30 0 * * *",
         execution_timezone="UTC",

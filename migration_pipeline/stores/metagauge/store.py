@@ -28,7 +28,7 @@ import math
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -37,7 +37,18 @@ from typing import Any
 import orjson
 
 from migration_pipeline.core.manifest import describe_file, walk_files
-from migration_pipeline.core.spec import Batch, Column, Discovery, ReadContext, StoreSpec, TableSpec, Unit
+from migration_pipeline.core.serving import Lookup, serving_gate
+from migration_pipeline.core.spec import (
+    Batch,
+    Column,
+    Discovery,
+    Generator,
+    ReadContext,
+    SampleRecords,
+    StoreSpec,
+    TableSpec,
+    Unit,
+)
 from migration_pipeline.core.timestamps import InvalidTimestamp, parse_timestamp
 from migration_pipeline.sources.json_array import read_json_array
 from migration_pipeline.sources.json_count import count_items
@@ -685,6 +696,46 @@ def _table(name: str, description: str, columns: tuple[Column, ...], *expectatio
                      unique_ci=unique_ci, expectations=(ex.rows(name), *flat))
 
 
+def _write_arrays(store_dir: Path, records: Mapping[str, Sequence[bytes]]) -> None:
+    """Each entity's records as the JSON array of its file."""
+    for entity, relative in FILES:
+        path = store_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"[" + b",\n".join(records.get(entity, ())) + b"]")
+
+
+_USER = "8f14e45f-ceea-467f-a0e1-a47f2c0d9a11"
+_WHEN = "2024-05-02T08:00:00Z"
+METAGAUGE_SAMPLES = SampleRecords(
+    valid={
+        "users": {"id": _USER, "email": "ada@example.com", "password": "$2b$10$" + "h" * 53, "name": "Ada",
+                  "tier": "pro", "apiKey": "mg_live_0001", "isActive": True, "emailVerified": True,
+                  "preferences": {"emailNotifications": True, "theme": "dark"}, "createdAt": _WHEN, "updatedAt": _WHEN},
+        "contracts": {"id": "c0ffee00-1111-4222-8333-444455556666", "userId": _USER, "name": "Ada main",
+                      "targetContract": {"address": "0x" + "1" * 40, "chain": "ethereum", "name": "AdaToken"},
+                      "rpcConfig": {"ethereum": ["https://eth.example/rpc"]}, "analysisParams": {"blockRange": 5000},
+                      "tags": ["defi"], "isActive": True, "isDefault": True, "analysisCount": 1,
+                      "createdAt": _WHEN, "updatedAt": _WHEN},
+        "analyses": {"id": "a0000000-0000-4000-8000-000000000001", "userId": _USER,
+                     "configId": "c0ffee00-1111-4222-8333-444455556666", "analysisType": "single",
+                     "status": "completed", "progress": 100, "results": {"tx": 42}, "logs": ["started"],
+                     "createdAt": _WHEN, "updatedAt": _WHEN},
+        "chat_sessions": {"id": "session_1697040000789_q1", "userId": _USER, "title": "Ada chat", "isActive": True,
+                          "messageCount": 1, "createdAt": _WHEN, "updatedAt": _WHEN},
+        "chat_messages": {"id": "message_1697040000790_a1", "sessionId": "session_1697040000789_q1", "role": "user",
+                          "content": "hello", "tokensUsed": 3, "createdAt": _WHEN},
+    },
+    write=_write_arrays,
+)
+
+
+def _generate(out: Path, sizes: Mapping[str, int], seed: int, secret: str | None) -> str:
+    from migration_pipeline.stores.metagauge.generate import generate_metagauge_store
+
+    made = generate_metagauge_store(out, users=sizes["users"], seed=seed)
+    return f"wrote a metagauge store for {made.users} users under {out / 'metagauge'}: {sum(made.files.values())} bytes"
+
+
 METAGAUGE_STORE = StoreSpec(
     name="metagauge",
     description="Metagauge JSON documents: users, contracts, analyses and chats (seed 003).",
@@ -769,4 +820,13 @@ METAGAUGE_STORE = StoreSpec(
     parallel=False,
     needs_secret=False,
     source_files=tuple(rel for _, rel in FILES),
+    gates=(serving_gate((
+        Lookup("user by e-mail, any ASCII case", "users", 'lower(email COLLATE "C") = lower(%s COLLATE "C")', ("email",)),
+        Lookup("user by API key", "users", "api_key = %s", ("api_key",)),
+        Lookup("contracts of a user", "contracts", "user_id = %s", ("user_id",)),
+        Lookup("analyses of a user", "analyses", "user_id = %s", ("user_id",)),
+        Lookup("messages of a chat session", "chat_messages", "session_id = %s", ("session_id",)),
+    )),),
+    samples=METAGAUGE_SAMPLES,
+    generator=Generator(run=_generate, options={"users": ("users to generate (with contracts, analyses, chats)", None)}),
 )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from migration_pipeline.core.manifest import describe_file, read_unless_larger, recorded_path, walk_files
+from migration_pipeline.core.serving import Lookup, serving_gate
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -430,6 +431,17 @@ PEND_STORE = StoreSpec(
     source_files=(WALLET_DB, *ADMIN_FILES, f"{EXPLORER}/<YYYY-MM-DD>/<chain>.json", f"{KYC}/<address>/*"),
     partitions=Partitioning("dynamic", asset="days", label="day", discover_keys=days,
                             live_table="blockchain_events", live_column="day"),
+    gates=(serving_gate((  # the lookups of the Pend app and PendScan (seed 002: under 50 ms)
+        Lookup("user by address, any case", "users", "address_key = lower(%s)", ("address",)),
+        Lookup("investments of a user", "investments", "user_key = lower(%s)", ("user_id",)),
+        Lookup("investments in an asset", "investments", "asset_id = %s", ("asset_id",)),
+        Lookup("events of a day and chain", "blockchain_events", "day = %s AND chain = %s", ("day", "chain")),
+        Lookup("event by transaction", "blockchain_events", "chain = %s AND tx_hash = %s", ("chain", "tx_hash")),
+        Lookup("events of a contract, any case", "blockchain_events", "lower(contract_address) = lower(%s)",
+               ("contract_address",)),
+        Lookup("KYC documents of an address", "kyc_documents", "address_key = lower(%s)", ("address",)),
+        Lookup("admin log of a period", "admin_logs", '"timestamp" >= %s', ('"timestamp"',)),
+    )),),
     samples=PEND_SAMPLES,
     generator=PEND_GENERATOR,
 )

@@ -23,6 +23,8 @@ from psycopg import sql
 
 from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_keys
 from migration_pipeline.core.manifest import describe_file, read_unless_larger, scan_folder, walk_files
+from migration_pipeline.core.names import staging_schema
+from migration_pipeline.core.serving import Lookup, serving_gate
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -290,7 +292,7 @@ def _key_verification(conn: psycopg.Connection, store: str, plan_id: str) -> tup
     ).fetchall()
     with_key = conn.execute(
         sql.SQL("SELECT count(*) FROM {}.wallets WHERE encrypted_private_key IS NOT NULL").format(
-            sql.Identifier(f"{store}__staging"))
+            sql.Identifier(staging_schema(store)))
     ).fetchone()
     checked = with_key[0] if with_key else 0
     if not rows:
@@ -447,6 +449,12 @@ WALLET_STORE = StoreSpec(
     partitions=Partitioning("static", asset="shards", label="shard", keys=tuple(f"{i:02d}" for i in range(SHARDS))),
     sync=WALLET_SYNC,
     gates=(
+        serving_gate((
+            Lookup("wallet by user and chain", "wallets", "fid = %s AND chain = %s", ("fid", "chain")),
+            Lookup("wallet by address, any case", "wallets", "lower(address) = lower(%s)", ("address",)),
+            Lookup("wallets of a user", "wallets", "fid = %s", ("fid",)),
+            Lookup("user by fid", "users", "fid = %s", ("fid",)),
+        )),
         Gate(
             name="key_verification",
             description="Every wallet with a key decrypts with ENCRYPTION_SECRET and its key derives the stored"
