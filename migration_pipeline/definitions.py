@@ -13,11 +13,18 @@ from dagster import (
 )
 
 from migration_pipeline.automation import change_sensor, hourly_schedule
-from migration_pipeline.core.names import backfill_job, migrate_job
+from migration_pipeline.core.names import migrate_job
 from migration_pipeline.core.schema import apply_migrations
 from migration_pipeline.lifecycle import cutover_store, rollback_store
 from migration_pipeline.resources import MigrationResource
-from migration_pipeline.stores.factory import SCHEMA_ASSET, build_all, shard_key
+from migration_pipeline.stores.factory import (
+    SCHEMA_ASSET,
+    backfill_job_name,
+    build_all,
+    daily_partition_schedule,
+    partition_sensor,
+    shard_key,
+)
 from migration_pipeline.stores.registry import all_stores
 
 
@@ -54,15 +61,20 @@ defs = Definitions(
     ]
     + [
         define_asset_job(
-            backfill_job(s.name),
+            backfill_job_name(s),
             selection=AssetSelection.assets(shard_key(s)),
-            description=f"Load a range of {s.name}'s shards (partitions) into its staging; then run migrate_{s.name}.",
+            description=f"Load a range of {s.name}'s {s.partitions.label}s (partitions) into its staging; then run"
+            f" migrate_{s.name}.",
         )
-        for s in STORES if s.shards
+        for s in STORES if s.partitions is not None
     ]
     + [cutover_store, rollback_store],
-    sensors=[change_sensor(s, job_name(s.name)) for s in STORES],
-    schedules=[hourly_schedule(s, job_name(s.name)) for s in STORES],
+    sensors=[change_sensor(s, job_name(s.name)) for s in STORES]
+    + [partition_sensor(s, backfill_job_name(s)) for s in STORES
+       if s.partitions is not None and s.partitions.kind == "dynamic"],
+    schedules=[hourly_schedule(s, job_name(s.name)) for s in STORES]
+    + [daily_partition_schedule(s, backfill_job_name(s)) for s in STORES
+       if s.partitions is not None and s.partitions.kind == "dynamic"],
     resources={
         "migration": MigrationResource(
             database_url=EnvVar("DATABASE_URL"),

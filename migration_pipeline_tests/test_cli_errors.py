@@ -239,7 +239,7 @@ def test_status_backups_and_cutover_work_from_any_folder(tmp_path: Path, databas
     status = _cli(tmp_path, "status", *common)
     assert status.returncode == 0, status.stderr
     assert [line.split()[:2] for line in status.stdout.splitlines()[2:]] == [
-        ["wallet", "not_started"], ["metagauge", "not_started"], ["defarm", "not_started"]]
+        ["wallet", "not_started"], ["metagauge", "not_started"], ["pend", "not_started"], ["defarm", "not_started"]]
     backups = _cli(tmp_path, "backups", *common)
     assert (backups.returncode, backups.stdout, backups.stderr) == (
         0, "no backup recorded yet: the first run of a store writes one\n", "")

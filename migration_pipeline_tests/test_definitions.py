@@ -11,7 +11,7 @@ from migration_pipeline.stores.registry import all_stores
 
 def test_every_store_has_the_same_graph_of_assets_and_blocking_gates() -> None:
     graph = defs.resolve_asset_graph()
-    assert [s.name for s in all_stores()] == ["wallet", "metagauge", "defarm"]
+    assert [s.name for s in all_stores()] == ["wallet", "metagauge", "pend", "defarm"]
     for spec in all_stores():
         for step in ("backup", "staged", "live", "validation_report"):
             key = AssetKey([spec.name, step])
@@ -39,6 +39,9 @@ def test_jobs_sensors_and_schedules() -> None:
     sensors = {s.name: s.default_status.value for s in defs.sensors or []}
     schedules = {s.name: s.default_status.value for s in defs.schedules or []}
     assert sensors == {"wallet_source_changes": "STOPPED", "metagauge_source_changes": "STOPPED",
+                       "pend_source_changes": "STOPPED",
+                       # only adds day partitions (they exist only once added); starts no run
+                       "pend_days_discovery": "RUNNING",
                        "defarm_source_changes": "STOPPED"}
     assert schedules == {"wallet_hourly_sync": "STOPPED", "metagauge_hourly_sync": "STOPPED",
-                         "defarm_hourly_sync": "STOPPED"}
+                         "pend_hourly_sync": "STOPPED", "pend_daily_days": "STOPPED", "defarm_hourly_sync": "STOPPED"}

@@ -407,6 +407,6 @@ def test_status_command_prints_every_store_with_its_phase(database_url: str, tmp
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["store", "phase", "last", "run", "changed", "approved", "by", "last", "report"]
     by_store = {line.split()[0]: line.split() for line in lines[2:]}
-    assert set(by_store) == {"wallet", "metagauge", "defarm"}
+    assert set(by_store) == {"wallet", "metagauge", "pend", "defarm"}
     assert by_store["wallet"][1:3] == ["validated", "run-xyz"]
     assert by_store["metagauge"][1:3] == ["not_started", "-"]

@@ -41,8 +41,27 @@ def migrate_job(store: str) -> str:
     return f"migrate_{store}"
 
 
-def backfill_job(store: str) -> str:
-    return f"backfill_{store}_shards"
+def backfill_job(store: str, partitions: str = "shards") -> str:
+    """The job that loads a range of a store's partitions (`partitions`: the partitioned asset's name)."""
+    return f"backfill_{store}_{partitions}"
+
+
+def dynamic_partitions_name(store: str, partitions: str) -> str:
+    """The name of a store's dynamic partitions definition (its keys live in the Dagster instance)."""
+    return f"{store}_{partitions}"
+
+
+def partition_sensor_name(store: str, partitions: str) -> str:
+    return f"{store}_{partitions}_discovery"
+
+
+def partition_schedule_name(store: str, partitions: str) -> str:
+    return f"{store}_daily_{partitions}"
+
+
+def live_replacement_check_name(label: str) -> str:
+    """The check of a partition loaded after promotion into the live table (label: e.g. `day`)."""
+    return f"{label}_live_replacement"
 
 
 def backfill_group(store: str) -> str:

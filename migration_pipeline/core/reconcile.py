@@ -170,11 +170,14 @@ def _short(value: int) -> str:
 def reconcile_units(
     conn: psycopg.Connection, spec: StoreSpec, plan_id: str, units: Sequence[Unit], label: str
 ) -> CheckOutcome:
-    """Gate for a subset of a store's units (a shard) while staging is still open: every unit is
+    """Gate for a subset of a store's units (a partition) while staging is still open: every unit is
     committed, source records (as in `table_counts`) = rows loaded + quarantined, and the row-hash sum
-    of the staged rows (recomputed in SQL) equals the sum computed while reading."""
+    of the staged rows (recomputed in SQL) equals the sum computed while reading. A unit's staged rows are
+    those from the files its load recorded in the manifest, so this holds for any store's units."""
     numbers = [u.number for u in units]
-    seqs = [seq for u in units for seq, _ in u.payload]
+    files = [r[0] for r in conn.execute(
+        "SELECT path FROM migration.source_manifest WHERE store = %s AND plan_id = %s AND unit_no = ANY(%s)",
+        (spec.name, plan_id, numbers))]
     committed = conn.execute(
         "SELECT count(DISTINCT unit_no) FROM migration.unit_progress WHERE store = %s AND plan_id = %s"
         " AND unit_no = ANY(%s)", (spec.name, plan_id, numbers)).fetchone()
@@ -192,9 +195,9 @@ def reconcile_units(
             "SELECT count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s AND table_name = %s"
             " AND unit_no = ANY(%s)", (spec.name, plan_id, table.name, numbers)).fetchone()
         staged = conn.execute(
-            sql.SQL("SELECT count(*), coalesce(sum({}), 0) FROM {}.{} WHERE _seq = ANY(%s)").format(
+            sql.SQL("SELECT count(*), coalesce(sum({}), 0) FROM {}.{} WHERE _source_file = ANY(%s)").format(
                 sql_row_hash(table.columns), sql.Identifier(spec.staging_schema), sql.Identifier(table.name)),
-            (seqs,)).fetchone()
+            (files,)).fetchone()
         assert progress and quarantined and staged
         seen, emitted, source_hash = int(progress[0]), int(progress[1]), int(progress[2])
         details[table.name] = {"source": seen, "staged": int(staged[0]), "quarantined": int(quarantined[0]),

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any
 
 import orjson
@@ -49,10 +49,22 @@ def _date(value: date) -> str:
     return value.isoformat()
 
 
+# normalize() rounds to its context's precision (28 digits by default): a 36-digit amount or a 78-digit wei
+# value would be stored rounded, and hashed rounded too, so no gate would see it. This context never rounds.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
 def _numeric(value: Any) -> str:
+    if type(value) is int:
+        return str(value)
     number = value if isinstance(value, Decimal) else Decimal(str(value))
-    text = format(number.normalize(), "f")
+    text = format(number.normalize(_EXACT), "f")
     return "0" if text in ("-0", "0") else text
+
+
+def _bytea(value: bytes) -> str:
+    """The bytes' SHA-256 (hex): what the checksum gate compares, computed in SQL by sha256() on the stored bytes."""
+    return hashlib.sha256(value).hexdigest()
 
 
 def _uuid(value: Any) -> str:
@@ -121,6 +133,7 @@ _CANONICAL: dict[ColumnKind, Callable[[Any], str]] = {
     "uuid": _uuid,
     "text[]": _text_array_hash,
     "jsonb": _jsonb,
+    "bytea": _bytea,
 }
 jsonb_text = _jsonb
 
@@ -137,6 +150,7 @@ _COPY_FROM_CANONICAL: dict[ColumnKind, str] = {
     "uuid": "_escaped({t})",  # a uuid may arrive as any string from a source
     "text[]": "_escaped(_array_literal({v}))",
     "jsonb": "_escaped({t})",
+    "bytea": '"\\\\\\\\x" + {v}.hex()',  # COPY text doubles the backslash of bytea's hex input form
 }
 
 
@@ -217,6 +231,8 @@ def _sql_hash_text(column: Column) -> sql.Composable:
             expr = sql.SQL("to_char({}, 'YYYY-MM-DD')").format(ident)
         case "text[]":
             expr = sql.SQL("array_to_json({})::text").format(ident)
+        case "bytea":
+            expr = sql.SQL("encode(sha256({}), 'hex')").format(ident)
         case _:
             raise ValueError(f"column {column.name} of kind {column.kind} is not hashed")
     return sql.SQL("coalesce({}, {})").format(expr, sql.Literal(NULL))

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
-from migration_pipeline.core.names import previous_schema, staging_schema
+from migration_pipeline.core.names import dynamic_partitions_name, previous_schema, staging_schema
 
-ColumnKind = Literal["int", "numeric", "text", "bool", "timestamptz", "date", "uuid", "text[]", "jsonb"]
+ColumnKind = Literal["int", "numeric", "text", "bool", "timestamptz", "date", "uuid", "text[]", "jsonb",
+                     "bytea"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +140,14 @@ class Unit:
 
     number: int
     payload: Any  # store-specific, picklable (e.g. file names with their sequence numbers)
-    shard: int | None = None  # the fixed shard the unit belongs to, for stores partitioned into shards
+    # The partition key the unit belongs to (a shard "07", a day "2024-03-01"), for partitioned stores; a
+    # unit without one (a store's unpartitioned files) is loaded by the whole-store run only.
+    partition: str | None = None
+
+    @property
+    def shard(self) -> int | None:
+        """The partition as an integer shard number (stores partitioned into numbered shards)."""
+        return int(self.partition) if self.partition is not None and self.partition.isdecimal() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +214,28 @@ class SampleRecords:
 
 
 @dataclass(frozen=True, slots=True)
+class Partitioning:
+    """How a store's units split into Dagster partitions that load, reconcile and re-run alone.
+
+    `static`: a fixed list of keys (the wallet's shards); `dynamic`: keys discovered from the source (days
+    from folder names), added by a sensor as they appear. `asset` names the partitioned asset
+    (`<store>/<asset>`), `label` one partition in checks and messages."""
+
+    kind: Literal["static", "dynamic"]
+    asset: str
+    label: str
+    keys: tuple[str, ...] = ()                              # static keys
+    discover_keys: Callable[[Path], Sequence[str]] | None = None  # dynamic: the keys present under a store folder
+    # A loaded table whose rows belong to one partition each, by `live_column`: a partition materialized while
+    # the store is live replaces only its own rows of that live table, behind its own gate (core.partition_swap).
+    live_table: str | None = None
+    live_column: str | None = None
+
+    def dynamic_name(self, store: str) -> str:
+        return dynamic_partitions_name(store, self.asset)
+
+
+@dataclass(frozen=True, slots=True)
 class StoreSpec:
     name: str
     description: str
@@ -218,7 +248,7 @@ class StoreSpec:
     post_load_sql: tuple[str, ...] = ()  # run after every unit is loaded, before derived tables
     gates: tuple[Gate, ...] = ()
     source_files: Sequence[str] = ()    # human description of mapped files, for the README/report
-    shards: int = 0                     # > 0: units belong to this many fixed shards (Dagster partitions)
+    partitions: Partitioning | None = None  # units that belong to partitions loaded alone (Dagster partitions)
     sync: SyncRules | None = None       # incremental sync during the parallel run
     samples: SampleRecords | None = None  # for property tests: a valid record of each entity and a writer
     generator: Generator | None = None    # for `generate --store` and benchmarks
@@ -237,3 +267,8 @@ class StoreSpec:
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)
+
+    @property
+    def shards(self) -> int:
+        """How many static partitions the store has (0: none)."""
+        return len(self.partitions.keys) if self.partitions is not None and self.partitions.kind == "static" else 0

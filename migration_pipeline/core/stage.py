@@ -59,15 +59,15 @@ def stage_store(
     run_id: str,
     secret: str | None,
     workers: int = 2,
-    shards: Collection[int] | None = None,
+    partitions: Collection[str] | None = None,
     reuse_staged: bool = False,
 ) -> StageSummary:
     """Load `spec`'s store under `source_root` into `<store>__staging`, resuming a crashed attempt.
 
     A unit committed by an earlier attempt is kept only if its files still hash to what was read then;
     a changed unit is loaded again. With `reuse_staged`, a finished staging of the same source whose gates
-    never completed (the run died during them) is kept as it is. With `shards`, only the units of those
-    shards are loaded and the staging is left open (status `loading`) for the other shards; without,
+    never completed (the run died during them) is kept as it is. With `partitions`, only the units of those
+    partitions are loaded and the staging is left open (status `loading`) for the others; without,
     every missing unit is loaded and the staging finished.
     """
     store_dir = source_root / spec.folder
@@ -80,7 +80,7 @@ def stage_store(
         started = time.perf_counter()
         with connect(database_url) as conn:
             plan = _begin_plan(conn, spec, plan_fingerprint(discovery.fingerprint, secret), len(discovery.units),
-                               run_id, reuse_staged and shards is None)
+                               run_id, reuse_staged and partitions is None)
             if plan.resumed:
                 changed = changed_units(conn, spec.name, plan.plan_id, store_dir, plan.done)
                 if changed and plan.status == "loading":
@@ -95,18 +95,18 @@ def stage_store(
 
         started = time.perf_counter()
         todo = [u for u in discovery.units
-                if u.number not in plan.done and (shards is None or u.shard in shards)]
+                if u.number not in plan.done and (partitions is None or u.partition in partitions)]
         load_units(database_url, spec, plan.plan_id, run_id, todo, ReadContext(store_dir=store_dir, secret=secret),
                    pool, workers)
         timings["read_and_copy"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    if shards is None and plan.status != "staged":
+    if partitions is None and plan.status != "staged":
         timings.update(finish_staging(database_url, spec, plan.plan_id, run_id, workers))
     with connect(database_url) as conn:
         summary = summarize(conn, spec, plan.plan_id, run_id)
     timings["finish_sql"] = time.perf_counter() - started  # the three steps and the summary's counts
-    in_scope = tuple(u for u in discovery.units if shards is None or u.shard in shards)
+    in_scope = tuple(u for u in discovery.units if partitions is None or u.partition in partitions)
     summary.in_scope = in_scope
     summary.resumed_units = sum(1 for u in in_scope if u.number in plan.done)
     summary.seconds = timings

@@ -6,6 +6,7 @@
 
 import warnings
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,39 @@ from dagster import (
     AssetsDefinition,
     BackfillPolicy,
     Config,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
+    PartitionsDefinition,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
     StaticPartitionsDefinition,
     asset,
     multi_asset_check,
+    schedule,
+    sensor,
 )
 from pydantic import Field
 
 from migration_pipeline.core.backup import latest_backup, prune_strays, record_backup, write_backup
 from migration_pipeline.core.changes import detect_changes
-from migration_pipeline.core.names import backfill_group, gates_op
+from migration_pipeline.core.names import (
+    backfill_group,
+    backfill_job,
+    gates_op,
+    live_replacement_check_name,
+    partition_schedule_name,
+    partition_sensor_name,
+    reconciliation_check_name,
+)
+from migration_pipeline.core.partition_swap import replace_live_partition
 from migration_pipeline.core.promote import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BACKOFF,
@@ -163,7 +186,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
     live_key = AssetKey([spec.name, "live"])
 
     shard_assets: list[AssetsDefinition] = []
-    if spec.shards:
+    if spec.partitions is not None:
         shard_assets.append(_shard_asset(spec, backup_key))
 
     @asset(
@@ -256,15 +279,36 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
     return [backup, *shard_assets, staged, live, validation_report], [gates]
 
 
+def backfill_job_name(spec: StoreSpec) -> str:
+    """The job that loads a range of the store's partitions (`backfill_wallet_shards`, `backfill_pend_days`)."""
+    assert spec.partitions is not None
+    return backfill_job(spec.name, spec.partitions.asset)
+
+
 def shard_key(spec: StoreSpec) -> AssetKey:
-    return AssetKey([spec.name, "shards"])
+    """The store's partitioned loading asset (`wallet/shards`, `pend/days`)."""
+    assert spec.partitions is not None
+    return AssetKey([spec.name, spec.partitions.asset])
+
+
+def partitions_definition(spec: StoreSpec) -> PartitionsDefinition:
+    """Static keys as declared; dynamic keys (days) added by the store's partition sensor as folders appear.
+
+    Days are dynamic rather than a `DailyPartitionsDefinition`: a legacy explorer cache has days with gaps and
+    no known first day, and a daily definition would show every calendar day since its start as a missing
+    partition forever; dynamic keys are exactly the day folders present, so the UI's partition bar is the store."""
+    assert spec.partitions is not None
+    if spec.partitions.kind == "static":
+        return StaticPartitionsDefinition(list(spec.partitions.keys))
+    return DynamicPartitionsDefinition(name=spec.partitions.dynamic_name(spec.name))
 
 
 def _shard_asset(spec: StoreSpec, backup_key: AssetKey) -> AssetsDefinition:
-    """Partitioned loading: shard k holds the records whose natural key maps to k (wallet: fid mod 16).
+    """Partitioned loading: each unit of the store that belongs to a partition (wallet: fid mod 16 as
+    "00".."15"; pend: an explorer day) is loaded by its partition's run.
 
-    A backfill of any range of shards runs as one run (both cores busy); a shard can be re-run alone;
-    each shard is reconciled on its own (blocking check) before `staged` finishes the whole store.
+    A backfill of any range of partitions runs as one run (both cores busy); a partition can be re-run alone;
+    each is reconciled on its own (blocking check) before `staged` finishes the whole store.
     """
     key = shard_key(spec)
     with warnings.catch_warnings():
@@ -273,42 +317,124 @@ def _shard_asset(spec: StoreSpec, backup_key: AssetKey) -> AssetsDefinition:
 
 
 def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey) -> AssetsDefinition:
+    assert spec.partitions is not None
+    label = spec.partitions.label
+    check_name = reconciliation_check_name(label)
+    live_check = live_replacement_check_name(label) if spec.partitions.live_table else None
+    live_specs = [AssetCheckSpec(live_check, asset=key, blocking=True,
+                                 description=f"Once {spec.name} is live: the {label}'s staged rows (reconciled) replace "
+                                 f"only that {label}'s rows of {spec.name}.{spec.partitions.live_table}, in one "
+                                 "transaction; the live rows' count and checksum must equal the staged ones', else "
+                                 f"nothing changes. Before promotion the {label} waits in staging.")] if live_check else []
+
     @asset(
         key=key,
         group_name=backfill_group(spec.name),
         deps=[SCHEMA_ASSET, backup_key],
-        partitions_def=StaticPartitionsDefinition([f"{i:02d}" for i in range(spec.shards)]),
+        partitions_def=partitions_definition(spec),
         backfill_policy=BackfillPolicy.single_run(),
         kinds={"postgres"},
-        check_specs=[AssetCheckSpec("shard_reconciliation", asset=key, blocking=True,
-                                    description="For the shards of this run: every unit committed, source records = "
-                                    "staged + quarantined, and the row-hash sum of the staged rows = the one read.")],
-        description=f"{spec.name} loaded shard by shard into {spec.staging_schema} (the same units, resumable). "
-        f"Backfill a range of shards, then materialize {spec.name}/staged: it loads any shard still missing, "
+        check_specs=[AssetCheckSpec(check_name, asset=key, blocking=True,
+                                    description=f"For the {label}s of this run: every unit committed, source records = "
+                                    "staged + quarantined, and the row-hash sum of the staged rows = the one read."),
+                     *live_specs],
+        description=f"{spec.name} loaded {label} by {label} into {spec.staging_schema} (the same units, resumable). "
+        f"Backfill a range of {label}s, then materialize {spec.name}/staged: it loads any {label} still missing, "
         "finishes the staged tables and runs the whole-store gates before promotion.",
     )
     def shards(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
-        wanted = {int(k) for k in context.partition_keys}
+        wanted = set(context.partition_keys)
         migration.hold_store_lock(spec.name, context.run_id)
         summary = stage_store(migration.database_url, spec, migration.root(), context.run_id,
-                              migration.secret(required=spec.needs_secret), workers=migration.worker_count(), shards=wanted)
+                              migration.secret(required=spec.needs_secret), workers=migration.worker_count(),
+                              partitions=wanted)
+        outcomes = []
         with migration.connect() as conn:
-            if get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
+            phase = get_phase(conn, spec.name).phase
+            if phase in PRE_LIVE_PHASES:
                 set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id,
-                          note=f"shards {', '.join(sorted(context.partition_keys))} loaded")
-            outcome = reconcile_units(conn, spec, summary.plan_id, summary.in_scope, "shard")
+                          note=f"{label}s {', '.join(sorted(context.partition_keys))} loaded")
+            outcome = reconcile_units(conn, spec, summary.plan_id, summary.in_scope, label)
             conn.commit()
+            outcomes.append(outcome)
+            if live_check is not None:
+                if phase not in ("promoted", "cut_over"):
+                    outcomes.append(CheckOutcome(live_check, True, f"{spec.name} is not live: the {label} waits in "
+                                                 "staging for the whole-store promotion"))
+                elif not outcome.passed:
+                    outcomes.append(CheckOutcome(live_check, False, f"not attempted: the {label}'s reconciliation "
+                                                 "failed, the live rows are unchanged"))
+                else:
+                    outcomes.append(replace_live_partition(conn, spec, summary.plan_id, context.run_id,
+                                                           summary.in_scope, sorted(wanted), live_check))
         metadata = _counts_metadata(summary)
-        metadata["shards"] = ", ".join(sorted(context.partition_keys))
+        assert spec.partitions is not None
+        metadata[spec.partitions.asset] = ", ".join(sorted(context.partition_keys))
         return MaterializeResult(
             metadata=metadata,
-            check_results=[AssetCheckResult(check_name="shard_reconciliation", passed=outcome.passed,
-                                            severity=AssetCheckSeverity.ERROR,
-                                            metadata={"summary": outcome.summary,
-                                                      "details": MetadataValue.json(outcome.details)})],
+            check_results=[AssetCheckResult(check_name=o.name, passed=o.passed, severity=AssetCheckSeverity.ERROR,
+                                            metadata={"summary": o.summary, "details": MetadataValue.json(o.details)})
+                           for o in outcomes],
         )
 
     return shards
+
+
+def partition_sensor(spec: StoreSpec, job_name: str) -> SensorDefinition:
+    """Adds a partition for every key found under the store folder (a new day folder) that Dagster does not
+    know yet; on by default, because dynamic partitions exist only once added. It starts no run: a day is
+    loaded by a backfill from the UI, the daily schedule or the store's migration run."""
+    assert spec.partitions is not None and spec.partitions.discover_keys is not None
+    partitioning = spec.partitions
+    definition = partitions_definition(spec)
+    assert isinstance(definition, DynamicPartitionsDefinition)
+
+    @sensor(
+        name=partition_sensor_name(spec.name, partitioning.asset),
+        job_name=job_name,
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Lists the {partitioning.label} folders of {spec.name} and adds each new one as a partition of "
+        f"{spec.name}/{partitioning.asset}, so that it can be backfilled or re-run alone from the UI. Starts no run.",
+    )
+    def _sensor(context: SensorEvaluationContext, migration: MigrationResource) -> SensorResult | SkipReason:
+        assert partitioning.discover_keys is not None
+        present = list(partitioning.discover_keys(migration.root() / spec.folder))
+        known = set(context.instance.get_dynamic_partitions(partitioning.dynamic_name(spec.name)))
+        new = [k for k in present if k not in known]
+        if not new:
+            return SkipReason(f"no new {partitioning.label} folder ({len(present)} known)")
+        return SensorResult(dynamic_partitions_requests=[definition.build_add_request(new)])
+
+    return _sensor
+
+
+def daily_partition_schedule(spec: StoreSpec, job_name: str) -> ScheduleDefinition:
+    """Loads yesterday's partition (a day folder written during the day) into the staging, reconciled alone;
+    off by default. Skips when that day has no folder (yet)."""
+    assert spec.partitions is not None
+    partitioning = spec.partitions
+
+    @schedule(
+        name=partition_schedule_name(spec.name, partitioning.asset),
+        job_name=job_name,
+        cron_schedule="30 0 * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.STOPPED,
+        description=f"Every day at 00:30 UTC: loads yesterday's {partitioning.label} of {spec.name} (its partition of "
+        f"{spec.name}/{partitioning.asset}) with its blocking reconciliation check, once its folder exists (the "
+        "discovery sensor adds it). Off by default: switch it on once the store is migrated and the app keeps "
+        "writing day folders.",
+    )
+    def _schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        scheduled = context.scheduled_execution_time
+        assert scheduled is not None
+        day = (scheduled.date() - timedelta(days=1)).isoformat()
+        if day not in context.instance.get_dynamic_partitions(partitioning.dynamic_name(spec.name)):
+            return SkipReason(f"no {partitioning.label} folder {day} yet")
+        return RunRequest(run_key=f"{spec.name}-{day}", partition_key=day)
+
+    return _schedule
 
 
 def build_all(specs: Sequence[StoreSpec]) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:

@@ -8,9 +8,10 @@ from migration_pipeline.core.spec import StoreSpec
 def all_stores() -> tuple[StoreSpec, ...]:
     from migration_pipeline.stores.defarm import DEFARM_STORE
     from migration_pipeline.stores.metagauge import METAGAUGE_STORE
+    from migration_pipeline.stores.pend import PEND_STORE
     from migration_pipeline.stores.wallet import WALLET_STORE
 
-    return (WALLET_STORE, METAGAUGE_STORE, DEFARM_STORE)
+    return (WALLET_STORE, METAGAUGE_STORE, PEND_STORE, DEFARM_STORE)
 
 
 def get_store(name: str) -> StoreSpec:

@@ -33,6 +33,7 @@ from migration_pipeline.core.spec import (
     Gate,
     Generator,
     ManifestEntry,
+    Partitioning,
     ReadContext,
     SampleRecords,
     StoreSpec,
@@ -105,7 +106,7 @@ def discover(store_dir: Path) -> Discovery:
         ids[shard].append(position)
         files[shard].append(name)
     units = tuple(
-        Unit(number=shard * UNITS_PER_SHARD + i // UNIT_SIZE, shard=shard,
+        Unit(number=shard * UNITS_PER_SHARD + i // UNIT_SIZE, partition=f"{shard:02d}",
              payload=WalletFiles(ids[shard][i : i + UNIT_SIZE], tuple(files[shard][i : i + UNIT_SIZE])))
         for shard in range(SHARDS)
         for i in range(0, len(files[shard]), UNIT_SIZE)
@@ -445,7 +446,7 @@ WALLET_STORE = StoreSpec(
     read_unit=read_unit,
     parallel=True,
     needs_secret=True,
-    shards=SHARDS,
+    partitions=Partitioning("static", asset="shards", label="shard", keys=tuple(f"{i:02d}" for i in range(SHARDS))),
     sync=WALLET_SYNC,
     gates=(
         serving_gate((
