@@ -134,10 +134,10 @@ def test_messages_describe_never_quote() -> None:
 
 def test_the_readme_type_table_is_the_one_the_code_declares() -> None:
     """EXPECTED.md carries the table the lead copies into the README: rendered from RUST_TYPES, so it cannot drift."""
-    text = (SAMPLES / "defarm" / "EXPECTED.md").read_text(encoding="utf-8")
-    copy = re.search(r"<!-- mapping:start -->\n(.*?)<!-- mapping:end -->", text, re.S)
-    assert copy is not None
-    assert copy.group(1) == coerce.mapping_table()
+    for page in (SAMPLES / "defarm" / "EXPECTED.md", SAMPLES.parent / "README.md"):
+        copy = re.search(r"<!-- mapping:start -->\n(.*?)<!-- mapping:end -->", page.read_text(encoding="utf-8"), re.S)
+        assert copy is not None, page
+        assert copy.group(1) == coerce.mapping_table(), page
 
 
 def test_every_declared_rust_type_has_its_coercer_and_kind() -> None:
