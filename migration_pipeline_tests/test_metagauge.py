@@ -80,7 +80,7 @@ def test_sample_exact_outcome(database_url: str, tmp_path: Path) -> None:
         outcomes = evaluate_gates(conn, database_url, SPEC, "t", tmp_path / "docs")
         assert {o.name: o.passed for o in outcomes if not o.passed} == {}
         assert [o.name for o in outcomes[:3]] == ["row_count_reconciliation", "checksum_reconciliation", "live_row_loss"]
-        assert len(outcomes) == 3 + len(SPEC.tables)
+        assert len(outcomes) == 3 + len(SPEC.gates) + len(SPEC.tables)  # counts, checksums, row loss; serving
 
         # Each file's records are counted apart from the reader; child tables (from within records) are not.
         counted = conn.execute("SELECT table_name, records_seen, records_counted FROM migration.unit_progress"

@@ -223,7 +223,7 @@ def test_samples_match_expected_md(database_url: str, tmp_path: Path) -> None:
         outcomes = evaluate_gates(conn, database_url, WALLET_STORE, "t1", tmp_path / "docs")
         assert {o.name: o.passed for o in outcomes} == {
             "row_count_reconciliation": True, "checksum_reconciliation": True, "live_row_loss": True,
-            "key_verification": True,
+            "key_verification": True, "serving": True,
             "gx_suite_wallets": True, "gx_suite_users": True, "gx_suite_wallet_metadata": True,
             "gx_suite_wallet_audit_log": True,
         }
@@ -552,7 +552,7 @@ def test_wrong_secret_flags_every_loaded_key_and_only_those(database_url: str) -
                                " ORDER BY 1", (summary.plan_id,)).fetchall()
         assert [f[0] for f in flagged] == with_key
         assert {f[1] for f in flagged} <= {"decrypt_failed", "key_address_mismatch"}
-        (gate,) = WALLET_STORE.gates
+        gate = next(g for g in WALLET_STORE.gates if g.name == "key_verification")
         passed, text, details = gate.evaluate(conn, "wallet", summary.plan_id)
     assert not passed
     assert text.startswith("13 of 13 wallet keys fail verification (")
