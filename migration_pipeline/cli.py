@@ -263,12 +263,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    embedded = not (getattr(args, "database_url", None) or os.environ.get("DATABASE_URL"))
     env = prepare(args)
     args.started = True
     from migration_pipeline.summary import print_status
 
     _schema_applied(env.database_url)
     print_status(env.database_url)
+    from migration_pipeline.core.database import EMBEDDED_DATA_DIR, embedded_server_running
+
+    if embedded:
+        state = "running" if embedded_server_running(EMBEDDED_DATA_DIR) else "stopped"
+        print(f"embedded PostgreSQL: {state} (data in {EMBEDDED_DATA_DIR.resolve()}; `migration-pipeline stop` stops it)")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from migration_pipeline.core.database import EMBEDDED_DATA_DIR, stop_embedded_server
+
+    args.started = True
+    if stop_embedded_server(EMBEDDED_DATA_DIR):
+        print(f"stopped the embedded PostgreSQL (data kept in {EMBEDDED_DATA_DIR.resolve()})")
+    else:
+        print(f"the embedded PostgreSQL is not running (data folder {EMBEDDED_DATA_DIR.resolve()})")
     return 0
 
 
@@ -550,6 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--store", required=True, choices=[s.name for s in _stores()])
     restore.add_argument("--dump", required=True, help="a .dump written by `migration-pipeline dump`")
     restore.set_defaults(func=cmd_restore_check)
+
+    stop = sub.add_parser("stop", help="stop the embedded PostgreSQL of this folder (.pgdata/); the data is kept",
+                          description="Stops the embedded server that `run`, `ui` and the other commands start when "
+                          "DATABASE_URL is not set. Its data stays in .pgdata/; the next command starts it again.")
+    stop.set_defaults(func=cmd_stop)
 
     ui = sub.add_parser("ui", help="start the Dagster UI on the same database and instance")
     common(ui)

@@ -54,3 +54,28 @@ def test_quarantine_of_a_store_never_staged_is_one_line(database_url: str, tmp_p
 def test_version(tmp_path: Path) -> None:
     done = _cli("--version", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("migration-pipeline 0.")
+
+
+def test_stop_ends_the_embedded_server_of_the_folder_and_status_says_whether_it_runs(tmp_path: Path) -> None:
+    """`migration-pipeline stop`, and the status line of the embedded server (started here in the folder's
+    .pgdata, as `make demo` does)."""
+    from migration_pipeline.core.database import embedded_server_running, start_embedded_server
+
+    start_embedded_server(tmp_path / ".pgdata", keep_running=True)
+    assert embedded_server_running(tmp_path / ".pgdata")
+    env_less = {"DATABASE_URL": ""}
+    status = subprocess.run([sys.executable, "-m", "migration_pipeline.cli", "status"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, env={**_environ(), **env_less})
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[-1].startswith("embedded PostgreSQL: running (data in ")
+    stopped = _cli("stop", cwd=tmp_path)
+    assert stopped.returncode == 0 and stopped.stdout.startswith("stopped the embedded PostgreSQL (data kept in ")
+    assert not embedded_server_running(tmp_path / ".pgdata")
+    again = _cli("stop", cwd=tmp_path)
+    assert again.stdout.startswith("the embedded PostgreSQL is not running")
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}

