@@ -228,7 +228,7 @@ def _read_kyc(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     unknown: list[str] = []
     if APPLICATION not in names:
         batch.quarantine("kyc_applications", base, "folder", "missing_application",
-                         f"the KYC folder has no {APPLICATION}; its {len(documents)} documents are not loaded")
+                         f"the KYC folder has no {APPLICATION}: none of its documents ({len(documents)}) is loaded")
         for name in documents:
             batch.manifest.append(describe_file(context.store_dir, f"{base}/{name}", mapped=True))
             batch.quarantine("kyc_documents", f"{base}/{name}", "file", "missing_application",
