@@ -152,3 +152,15 @@ def test_every_declared_rust_type_has_its_coercer_and_kind() -> None:
     for short, rust in names.items():
         assert store._SCALARS[short] is declared[rust].coerce
         assert store._KINDS[short] == declared[rust].kind
+
+
+def test_numbers_the_strict_parser_keeps_as_decimals() -> None:
+    from decimal import Decimal
+
+    assert coerce.u64(Decimal("18446744073709551616")) == Invalid(
+        "invalid_value", "is an integer of 20 digits, over u64's maximum 18446744073709551615")
+    assert coerce.u64(Decimal("-9223372036854775809")) == Invalid("invalid_value", "is negative")
+    assert _reason(coerce.u64(Decimal("1E+400000000"))) == "invalid_value"  # compared, never converted
+    assert _reason(coerce.u64(Decimal("0.12345678901234567"))) == "invalid_value"
+    assert coerce.f64(Decimal("0.12345678901234567")) == Decimal("0.12345678901234567")
+    assert coerce.f64(Decimal("1E+400")) == Invalid("invalid_value", "is a JSON number beyond the range of f64")

@@ -49,9 +49,9 @@ EXPECTED_QUARANTINE = (
     | _q("enhanced_identifiers", (3, "duplicate_key"), (4, "orphan"))
     | _q("circuit_items", (3, "orphan")) | _q("circuit_operations", (2, "orphan"))
     | _q("storage_history", (2, "invalid_value")) | _q("lid_dfid_mappings", (3, "duplicate_key"))
-    | _q("receipts", (2, "not_an_object")) | _q("logs", (2, "invalid_unicode"))
+    | _q("receipts", (2, "not_an_object")) | _q("logs", (2, "invalid_json"))
     | _q("data_lake_entries", (2, "nul_character")) | _q("events", (3, "orphan")) | _q("activities", (2, "too_deep"))
-    | _q("notifications", (2, "invalid_unicode")) | _q("api_keys", (2, "invalid_value"))
+    | _q("notifications", (2, "invalid_json")) | _q("api_keys", (2, "invalid_value"))
 )
 
 
@@ -121,8 +121,11 @@ def test_sample_exact_outcome(database_url: str, tmp_path: Path) -> None:
         quarantine, adjustments, manifest = _side_records(conn)
         assert {r[:4] for r in quarantine} == EXPECTED_QUARANTINE and len(quarantine) == len(EXPECTED_QUARANTINE)
         messages = {(r[0], r[2]): r[4] for r in quarantine}
-        assert messages[("items", "line 9")].startswith("not valid JSON (Unterminated string")
-        assert messages[("items", "line 11")] == "holds NaN, which JSON does not allow"
+        assert messages[("items", "line 9")] == "Unterminated string starting at byte offset 51 of the record"
+        assert messages[("items", "line 11")] == "NaN is not JSON"
+        assert messages[("logs", "line 2")] == "lone surrogate \\ud800 in a string"
+        assert messages[("notifications", "line 2")] == "invalid UTF-8 at byte offset 160 of the record"
+        assert messages[("activities", "line 2")] == "the record nests deeper than 512 levels"
         assert messages[("users", "line 4")] == "credits is negative"
         assert messages[("users", "line 6")] == "password_hash is missing or null"
         assert messages[("circuit_operations", "line 2")] == \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def test_a_bad_line_names_its_line_and_the_rest_loads(tmp_path: Path) -> None:
     path.write_bytes(b'{"a": 1}\n{"a": }\n{"a": 3}\n')
     got = list(JsonLines(path))
     assert [(g.locator, g.problem) for g in got] == [
-        ("line 1", None), ("line 2", Problem("invalid_json", "not valid JSON (Expecting value, character 7)")),
+        ("line 1", None), ("line 2", Problem("invalid_json", "Expecting value at byte offset 6 of the record")),
         ("line 3", None)]
 
 
@@ -40,18 +41,17 @@ def test_an_empty_file_has_no_lines(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("body", "problem"), [
-    (b'{"a": NaN}', Problem("invalid_json", "holds NaN, which JSON does not allow")),
-    (b'{"a": -Infinity}', Problem("invalid_json", "holds -Infinity, which JSON does not allow")),
-    (b'{"a": 1e400}', Problem("invalid_json", "holds a number beyond the range of f64")),
-    (b'{"a": "\xff\xfe"}', Problem("invalid_unicode", "not valid UTF-8 (byte 8 of the line)")),
-    (b'{"a": "\xc3("}', Problem("invalid_unicode", "not valid UTF-8 (byte 8 of the line)")),
-    (b'{"a": "\\ud800"}', Problem("invalid_unicode", "a string holds a lone surrogate escape (such as \\ud800)")),
-    (b'{"\\udc80x": 1}', Problem("invalid_unicode", "a string holds a lone surrogate escape (such as \\ud800)")),
-    (b'{"a": "x\\u0000y"}', Problem("nul_character", "a string holds \\u0000, which PostgreSQL cannot store")),
-    (b'{"a\\u0000": 1}', Problem("nul_character", "a string holds \\u0000, which PostgreSQL cannot store")),
-    (b'{"a": ' + b"[" * 512 + b"]" * 512 + b"}", Problem("too_deep", "nested 513 levels deep, deeper than 512")),
-    (b"[" * 5000 + b"]" * 5000, Problem("too_deep", "nested deeper than 512 levels")),
-    (b'{"a": 1', Problem("invalid_json", "not valid JSON (Expecting ',' delimiter, character 8)")),
+    (b'{"a": NaN}', Problem("invalid_json", "NaN is not JSON")),
+    (b'{"a": -Infinity}', Problem("invalid_json", "-Infinity is not JSON")),
+    (b'{"a": "\xff\xfe"}', Problem("invalid_json", "invalid UTF-8 at byte offset 7 of the record")),
+    (b'{"a": "\xc3("}', Problem("invalid_json", "invalid UTF-8 at byte offset 7 of the record")),
+    (b'{"a": "\\ud800"}', Problem("invalid_json", "lone surrogate \\ud800 in a string")),
+    (b'{"\\udc80x": 1}', Problem("invalid_json", "lone surrogate \\udc80 in a string")),
+    (b'{"a": "x\\u0000y"}', Problem("nul_character", "a string holds \\u0000 (NUL), which PostgreSQL cannot store")),
+    (b'{"a\\u0000": 1}', Problem("nul_character", "a string holds \\u0000 (NUL), which PostgreSQL cannot store")),
+    (b'{"a": ' + b"[" * 512 + b"]" * 512 + b"}", Problem("too_deep", "the record nests deeper than 512 levels")),
+    (b"[" * 5000 + b"]" * 5000, Problem("too_deep", "the record nests deeper than 512 levels")),
+    (b'{"a": 1', Problem("invalid_json", "Expecting ',' delimiter at byte offset 7 of the record")),
 ])
 def test_strict_parsing_refuses_with_a_precise_reason(body: bytes, problem: Problem) -> None:
     assert parse_line(body) == problem
@@ -59,9 +59,12 @@ def test_strict_parsing_refuses_with_a_precise_reason(body: bytes, problem: Prob
 
 @pytest.mark.parametrize(("body", "value"), [
     (b'{"n": 18446744073709551615}', {"n": 18446744073709551615}),
-    (b'{"n": 18446744073709551616}', {"n": 18446744073709551616}),           # beyond 64 bits: exact, not a float
-    (b'{"n": -9223372036854775809}', {"n": -9223372036854775809}),
-    (b'{"n": 123456789012345678901234567890}', {"n": 123456789012345678901234567890}),
+    (b'{"n": 18446744073709551616}', {"n": Decimal(18446744073709551616)}),  # beyond 64 bits: exact, not a float
+    (b'{"n": -9223372036854775809}', {"n": Decimal(-9223372036854775809)}),
+    (b'{"n": 123456789012345678901234567890}', {"n": Decimal("123456789012345678901234567890")}),
+    (b'{"f": 0.12345678901234567, "g": 1e400, "h": 1e-400}',                  # digits a float would lose
+     {"f": Decimal("0.12345678901234567"), "g": Decimal("1E+400"), "h": Decimal("1E-400")}),
+    (b'{"f": 0.95, "g": 1.5, "i": 9223372036854775807}', {"f": 0.95, "g": 1.5, "i": 9223372036854775807}),
     (b'{"s": "\\\\u0000"}', {"s": "\\u0000"}),                               # an escaped backslash, then text
     (b'{"s": "\\ud83d\\ude00"}', {"s": "\U0001F600"}),                       # a surrogate pair is one character
     ("{\"s\": \"ação\"}".encode(), {"s": "ação"}),
@@ -69,8 +72,7 @@ def test_strict_parsing_refuses_with_a_precise_reason(body: bytes, problem: Prob
 def test_strict_parsing_keeps_what_json_holds(body: bytes, value: Any) -> None:
     parsed = parse_line(body)
     assert parsed == value
-    if isinstance(value, dict) and isinstance(value.get("n"), int):
-        assert type(parsed["n"]) is int
+    assert {k: type(v) for k, v in parsed.items()} == {k: type(v) for k, v in value.items()}
 
 
 def test_exactly_512_levels_is_kept() -> None:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
 from migration_pipeline.core.spec import ColumnKind
@@ -41,8 +42,8 @@ def json_type(value: Any) -> str:
     """A value's JSON type name, for messages that describe a value without quoting it."""
     if value is None:
         return "null"
-    return {str: "string", bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__)
+    return {str: "string", bool: "boolean", int: "integer", float: "number", Decimal: "number", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)
 
 
 def _wrong_type(value: Any, expected: str) -> Invalid:
@@ -63,7 +64,18 @@ def boolean(value: Any) -> bool | Invalid:
 
 
 def integer(value: Any, low: int, high: int, rust: str) -> int | Invalid:
-    """An integer of a Rust integer type: a JSON integer within [low, high]; a float (1.0, 1e3) is not one."""
+    """An integer of a Rust integer type: a JSON integer within [low, high]; a float (1.0, 1e3) is not one.
+    The strict parser gives an integer beyond 64 bits as a Decimal of exponent 0, a long fraction as one
+    with a negative exponent."""
+    if type(value) is Decimal:
+        if not value.is_finite() or value.as_tuple().exponent != 0:
+            return Invalid("invalid_value", f"is a JSON number with a fraction or an exponent, not an integer ({rust})")
+        if low <= value <= high:  # compared as a Decimal: int() of 1E+400000000 would take minutes
+            return int(value)
+        if value < low:
+            return Invalid("invalid_value", "is negative" if low == 0 else f"is below {rust}'s minimum")
+        return Invalid("invalid_value", f"is an integer of {len(value.as_tuple().digits)} digits, over {rust}'s"
+                       f" maximum {high}")
     if type(value) is not int:  # bool is an int subclass, and a JSON true is no integer
         if isinstance(value, float):
             what = "a fraction" if not value.is_integer() else "a fraction or an exponent"
@@ -89,8 +101,16 @@ def u32(value: Any) -> int | Invalid:
     return integer(value, 0, U32_MAX, "u32")
 
 
-def f64(value: Any) -> int | float | Invalid:
-    """`f64`: a JSON number, kept as parsed (the strict reader has refused NaN, Infinity and overflow)."""
+_F64_MAX = Decimal("1.7976931348623157e308")
+
+
+def f64(value: Any) -> int | float | Decimal | Invalid:
+    """`f64`: a JSON number, kept with its digits as parsed (a Decimal where a float would not give them back);
+    one beyond the range of f64 is invalid (serde refuses it too). NaN and Infinity are no JSON."""
+    if type(value) is Decimal:
+        if not value.is_finite() or abs(value) > _F64_MAX:
+            return Invalid("invalid_value", "is a JSON number beyond the range of f64")
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         return _wrong_type(value, "a number (f64)")
     return value
@@ -256,7 +276,8 @@ RUST_TYPES: tuple[RustType, ...] = (
              "a JSON integer in 0..18446744073709551615, exact (parsed as an integer, never through a float);"
              " negative, fractional, exponent or larger is `invalid_value`", u64),
     RustType("f64", "numeric", "numeric",
-             "the JSON number, exact as parsed (NaN and Infinity are not JSON: the line is `invalid_json`)", f64),
+             "the JSON number with its digits as written; beyond the range of f64 is `invalid_value` (NaN and Infinity are"
+             " not JSON: the line is `invalid_json`)", f64),
     RustType("DateTime<Utc>", "timestamptz", "timestamptz",
              "RFC 3339, up to 9 fractional digits, `Z` or an offset (none = UTC); rounded half to even to the"
              " microsecond (moves a value by at most 500 ns; values that lost digits are counted); outside years"
@@ -270,7 +291,7 @@ RUST_TYPES: tuple[RustType, ...] = (
     RustType("Vec<T> (records)", "jsonb", "jsonb",
              "the array as it is (a child table only where seed 004 has one)", json_array),
     RustType("HashMap<String, V>", "jsonb", "jsonb",
-             "the object as it is (integers beyond 64 bits kept exact), else `invalid_value`", json_object),
+             "the object as it is (every number with its exact digits), else `invalid_value`", json_object),
     RustType("serde_json::Value", "jsonb", "jsonb", "any JSON, as it is", json_value),
     RustType("enum (externally tagged)", "text + jsonb `<field>_payload`", "text",
              "`\"Active\"` → (`Active`, NULL); `{\"Merged\": {…}}` → (`Merged`, the payload); an unknown variant"

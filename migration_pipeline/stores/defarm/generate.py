@@ -45,6 +45,10 @@ def dfid_for(n: int) -> str:
     return f"DFID-{day}-{n % 1_000_000:06d}-{check}"
 
 
+def _sha256(n: int) -> str:
+    return hashlib.sha256(n.to_bytes(8, "big")).hexdigest()
+
+
 def _ts(rng: random.Random) -> str:
     moment = _START + timedelta(seconds=rng.randrange(300 * 86400))
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{rng.randrange(10**9):09d}Z"
@@ -64,7 +68,7 @@ def _variant(rng: random.Random, enum: str, n: int) -> Any:
         "Merged": {"into": dfid_for(n + 1)}, "MergedInto": dfid_for(n + 2), "Suspended": {"reason": "abuse"},
         "Contextual": {"scope": rng.choice(["MT", "GO", "PR"])}, "Rejected": {"reason": "duplicate"},
         "Failed": "timeout", "Custom": "s3", "IPFS": {"cid": f"bafy{n:x}", "pinned": n % 2 == 0},
-        "Stellar": {"transaction_id": f"{n:064x}", "network": "testnet"}, "Local": {"path": f"/data/{n}"},
+        "Stellar": {"transaction_id": _sha256(n), "network": "testnet"}, "Local": {"path": f"/data/{n}"},
         "StatusChanged": {"from": "Active", "to": "Deprecated"}, "ItemPushed": {"dfid": dfid_for(n)},
         "CircuitInvite": {"circuit": n}, "Usage": {"operation": "push"}, "Refund": {"reason": "error"},
     }
@@ -207,7 +211,7 @@ def generate_defarm_store(root: Path, items: int, seed: int = 7) -> GeneratedSto
                 "event_id": _uuid(rng), "dfid": dfid, "event_type": _variant(rng, "EventType", n // 2),
                 "timestamp": _ts(rng), "source": f"user-{n % users:06d}", "metadata": {"n": n},
                 "is_encrypted": False, "visibility": _variant(rng, "EventVisibility", n // 2),
-                "content_hash": f"{n:032x}"})
+                "content_hash": _sha256(n)})
         if n % 3 == 0:
             out["lid_dfid_mappings"].record({"local_id": _uuid(rng), "dfid": dfid, "workspace_id": f"ws-{n % 50}",
                                              "created_at": _ts(rng)})
@@ -221,11 +225,11 @@ def generate_defarm_store(root: Path, items: int, seed: int = 7) -> GeneratedSto
                 store.quarantined["orphan"] += 1
         if n % 10 == 0:
             receipt = _uuid(rng)
-            out["receipts"].record({"id": receipt, "hash": f"{n:064x}", "timestamp": _ts(rng),
+            out["receipts"].record({"id": receipt, "hash": _sha256(n), "timestamp": _ts(rng),
                                     "data_size": U64_EDGES[n % len(U64_EDGES)], "identifiers": []})
             out["data_lake_entries"].record({
                 "entry_id": _uuid(rng), "receipt_id": receipt, "timestamp": _ts(rng), "identifiers": [],
-                "data_hash": f"{n:064x}", "data_size": n, "status": _variant(rng, "ProcessingStatus", n // 10),
+                "data_hash": _sha256(n), "data_size": n, "status": _variant(rng, "ProcessingStatus", n // 10),
                 "linked_dfid": dfid if n % 20 == 0 else None, "error_message": None})
             out["logs"].record({"timestamp": _ts(rng), "level": _variant(rng, "LogLevel", n // 10),
                                 "engine": "items", "event_type": "created", "message": f"item {dfid} created",

@@ -23,8 +23,11 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from migration_pipeline.core.manifest import describe_file, walk_files
 from migration_pipeline.core.spec import (
@@ -249,7 +252,19 @@ class Reject(Exception):
         self.message = message
 
 
-_EMPTY: dict[str, Any] = {}
+def _exact_number(value: Any) -> orjson.Fragment:
+    """orjson's `default`: a Decimal (a number the strict parser kept exactly) written with its digits."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _jsonb(value: Any) -> orjson.Fragment | None:
+    """A jsonb value serialised once, its numbers exact (PostgreSQL keeps their digits too)."""
+    return None if value is None else orjson.Fragment(orjson.dumps(value, default=_exact_number))
+
+
+_EMPTY = orjson.Fragment(b"{}")
 
 
 def _field_reader(field: Field) -> Callable[[Any, Batch, str], Any]:
@@ -270,7 +285,7 @@ def _field_reader(field: Field) -> Callable[[Any, Batch, str], Any]:
             assert isinstance(out, EnumValue)
             if not out.known:
                 _note(batch, table, unknown)
-            return (out.tag, out.payload)
+            return (out.tag, _jsonb(out.payload))
         return read_enum
 
     convert = _SCALARS[field.base]
@@ -291,6 +306,8 @@ def _field_reader(field: Field) -> Callable[[Any, Batch, str], Any]:
             return out.value
         return read_timestamp
 
+    as_jsonb = _KINDS[field.base] == "jsonb"
+
     def read_scalar(value: Any, batch: Batch, table: str) -> Any:
         if value is None:
             if optional:
@@ -299,7 +316,7 @@ def _field_reader(field: Field) -> Callable[[Any, Batch, str], Any]:
         out = convert(value)
         if isinstance(out, Invalid):
             raise Reject(out.reason, f"{name} {out.message}")
-        return out
+        return _jsonb(out) if as_jsonb else out
     return read_scalar
 
 
@@ -328,7 +345,7 @@ class Normalizer:
             else:
                 row.append(value)
         known = self._known
-        row.append(_EMPTY if known.issuperset(record) else {k: v for k, v in record.items() if k not in known})
+        row.append(_EMPTY if known.issuperset(record) else _jsonb({k: v for k, v in record.items() if k not in known}))
         return tuple(row)
 
 
