@@ -3,6 +3,7 @@ scratch database and compared with live table by table (seed 002: a full backup,
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,9 @@ from .conftest import SAMPLE_SECRET, SAMPLES
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(cwd)}  # platformdirs warns without one; not what is tested here
     return subprocess.run([sys.executable, "-m", "migration_pipeline.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=env)
 
 
 def test_a_dump_restores_every_table_exactly_and_a_damaged_one_is_refused(database_url: str, tmp_path: Path) -> None:

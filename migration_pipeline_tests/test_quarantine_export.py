@@ -4,6 +4,7 @@ for whoever fixes the records, with messages that describe values and never quot
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,9 @@ from .conftest import SAMPLE_SECRET, SAMPLES
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(cwd)}  # platformdirs warns without one; not what is tested here
     return subprocess.run([sys.executable, "-m", "migration_pipeline.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, env=env)
 
 
 def test_quarantine_counts_and_exports_as_csv_and_parquet(database_url: str, tmp_path: Path) -> None:

