@@ -43,8 +43,8 @@ def pg_tool(name: str, server_major: int) -> str:
     except ImportError:
         pass
     on_path = shutil.which(name)
-    if on_path is not None and (major := _tool_major(on_path)) is not None:
-        candidates.setdefault(major, on_path)
+    if on_path is not None and (path_major := _tool_major(on_path)) is not None:
+        candidates.setdefault(path_major, on_path)
     usable = sorted(m for m in candidates if m >= server_major)
     if not usable:
         raise MigrationError(f"no {name} of PostgreSQL {server_major} or newer: install the PostgreSQL client tools")
