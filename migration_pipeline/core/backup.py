@@ -33,12 +33,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, LiteralString, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import zstandard
-from psycopg import sql
 
+from migration_pipeline.core.bookkeeping import backups
+from migration_pipeline.core.bookkeeping.backups import RecordedBackup as RecordedBackup
 from migration_pipeline.core.errors import MigrationError
 from migration_pipeline.core.manifest import is_link_error, read_unless_larger, recorded_path, walk_folders
 
@@ -442,8 +443,7 @@ def prune_strays(conn: psycopg.Connection, backup_dir: Path, store: str) -> list
     final = re.compile(rf"{stamp}\.(?:tar\.zst|sha256)")
     temporary = re.compile(rf"\.{stamp}\.(?:tar\.zst|sha256){re.escape(_PARTIAL)}|\.{stamp}\.tar\.zst{re.escape(_FRAMES)}")
     # By name (a stamp to the microsecond): the folder may be reached by another path than when it was recorded.
-    registered = {Path(p).name for row in conn.execute(
-        "SELECT archive_path, manifest_path FROM migration.backups WHERE store = %s", (store,)) for p in row}
+    registered = backups.registered_names(conn, store)
     pruned = []
     for entry in sorted(backup_dir.iterdir()):
         if temporary.fullmatch(entry.name) or (final.fullmatch(entry.name) and entry.name not in registered):
@@ -493,19 +493,15 @@ def read_manifest(path: Path) -> dict[str, str]:
 
 
 def record_backup(conn: psycopg.Connection, store: str, backup: Backup) -> None:
-    conn.execute(
-        "INSERT INTO migration.backups (store, archive_path, sha256, files, bytes, manifest_path)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
-        (store, str(backup.archive), backup.sha256, backup.files, backup.bytes, str(backup.manifest)),
-    )
+    """Register a written backup (committed: its files exist now)."""
+    backups.insert_backup(conn, store, backup.archive, backup.sha256, backup.files, backup.bytes, backup.manifest)
     conn.commit()
 
 
 def latest_backup(conn: psycopg.Connection, store: str) -> tuple[str, str] | None:
-    row = conn.execute(
-        "SELECT archive_path, sha256 FROM migration.backups WHERE store = %s AND pruned_at IS NULL"
-        " ORDER BY created_at DESC LIMIT 1", (store,)).fetchone()
-    return (row[0], row[1]) if row and Path(row[0]).is_file() else None
+    """(archive path, sha256) of the store's newest backup, if its archive is still there."""
+    newest = backups.newest_backup(conn, store)
+    return newest if newest and Path(newest[0]).is_file() else None
 
 
 def verify_archive(archive: Path, manifest: Path) -> str | None:
@@ -522,40 +518,18 @@ def verify_archive(archive: Path, manifest: Path) -> str | None:
         return f"{recorded_path(damaged)} (the archive is damaged from there on)"
 
 
-@dataclass(frozen=True)
-class RecordedBackup:
-    store: str
-    archive: Path
-    manifest: Path
-    sha256: str
-    files: int
-    bytes: int
-    created_at: datetime
-    keep_until: datetime
-    pruned_at: datetime | None
-
-
 def recorded_backups(conn: psycopg.Connection) -> list[RecordedBackup]:
     """Every backup ever written, per store newest first."""
-    return _backups(conn, "ORDER BY store, created_at DESC")
+    return backups.all_backups(conn)
 
 
 def prune_expired(conn: psycopg.Connection) -> list[RecordedBackup]:
     """Delete the archive and manifest of every backup past its keep_until, except each store's newest (a
     store always keeps one); their rows stay, marked pruned. Returns what was pruned."""
-    expired = _backups(conn, """WHERE pruned_at IS NULL AND keep_until < now()
-        AND created_at < (SELECT max(created_at) FROM migration.backups n WHERE n.store = b.store)
-        ORDER BY store, created_at""")
+    expired = backups.expired_backups(conn)
     for backup in expired:
         backup.archive.unlink(missing_ok=True)
         backup.manifest.unlink(missing_ok=True)
-        conn.execute("UPDATE migration.backups SET pruned_at = now() WHERE store = %s AND archive_path = %s",
-                     (backup.store, str(backup.archive)))
+        backups.mark_pruned(conn, backup.store, backup.archive)
         conn.commit()  # one at a time: a row says pruned once its files are gone
     return expired
-
-
-def _backups(conn: psycopg.Connection, where_and_order: LiteralString) -> list[RecordedBackup]:
-    query = sql.SQL("SELECT store, archive_path, manifest_path, sha256, files, bytes, created_at, keep_until, pruned_at"
-                    " FROM migration.backups b ") + sql.SQL(where_and_order)
-    return [RecordedBackup(r[0], Path(r[1]), Path(r[2]), *r[3:]) for r in conn.execute(query)]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 
+from migration_pipeline.core.bookkeeping import units
 from migration_pipeline.core.manifest import iter_stats
 from migration_pipeline.core.promote import get_phase
 from migration_pipeline.core.rows import copy_field
@@ -55,16 +56,7 @@ def detect_changes(conn: psycopg.Connection, spec: StoreSpec, source_root: Path)
         while batch := list(itertools.islice(stats, _BATCH)):
             copy.write("".join(f"{copy_field(path)}\t{size}\t{copy_field(mtime)}\n" for path, size, mtime in batch))
     found: dict[str, list[str]] = {"added": [], "changed": [], "deleted": []}
-    for path, kind in conn.execute(
-        """SELECT coalesce(c.path, m.path),
-                  CASE WHEN m.path IS NULL THEN 'added' WHEN c.path IS NULL THEN 'deleted' ELSE 'changed' END
-           FROM current_files c
-           FULL JOIN (SELECT path, size_bytes, mtime_ns FROM migration.source_manifest
-                      WHERE store = %s AND plan_id = %s) m ON m.path = c.path
-           WHERE m.path IS NULL OR c.path IS NULL
-              OR (c.size_bytes, c.mtime_ns) IS DISTINCT FROM (m.size_bytes, m.mtime_ns)""",
-        (spec.name, phase.plan_id),
-    ):
+    for path, kind in units.changed_files(conn, spec.name, phase.plan_id, "current_files"):
         found[kind].append(path)
     return ChangeSet(tuple(sorted(found["added"])), tuple(sorted(found["changed"])), tuple(sorted(found["deleted"])),
                      phase.plan_id)

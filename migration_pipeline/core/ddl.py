@@ -14,6 +14,7 @@ from functools import partial
 import psycopg
 from psycopg import sql
 
+from migration_pipeline.core.bookkeeping import checks, units
 from migration_pipeline.core.rows import sql_row_hash
 from migration_pipeline.core.spec import StoreSpec, TableSpec
 
@@ -71,24 +72,9 @@ def _quarantine_removed(
     message: sql.Composable,
 ) -> int:
     """Run a `DELETE ... RETURNING *` on a staged table and move what it removed to the quarantine."""
-    statement = sql.SQL(
-        """WITH removed AS ({delete})
-        INSERT INTO migration.quarantine
-            (store, plan_id, run_id, table_name, source_file, locator, reason, message, row_hash)
-        SELECT {store}, {plan}, {run}, {table}, coalesce(_source_file, ''), coalesce(_locator, ''), {reason},
-               {message}, {hash}
-        FROM removed"""
-    ).format(
-        delete=delete_sql,
-        store=sql.Literal(spec.name),
-        plan=sql.Literal(plan_id),
-        run=sql.Literal(run_id),
-        table=sql.Literal(table.name),
-        reason=sql.Literal(reason),
-        message=message,
-        hash=sql_row_hash(table.columns),
-    )
-    return conn.execute(statement).rowcount
+    return units.move_removed_to_quarantine(
+        conn, delete_sql, None, store=spec.name, plan_id=plan_id, run_id=run_id, table=table.name, reason=reason,
+        message=message, row_hash=sql_row_hash(table.columns))
 
 
 def _key_columns(columns: Sequence[str], alias: str) -> list[sql.Composable]:
@@ -263,13 +249,10 @@ def resolve_orphans(
                 )
             ).fetchone()
             assert after is not None
-            conn.execute(
-                """INSERT INTO migration.adjustments (store, plan_id, table_name, reason, message, rows_changed,
-                   hash_delta) VALUES (%s, %s, %s, 'reference_set_null', %s, %s, %s)""",
-                (spec.name, plan_id, table.name,
-                 f"{', '.join(columns)} pointed to a missing {parent_table} row and was set NULL ({name})",
-                 before[0], before[1] - after[0]),
-            )
+            checks.record_adjustment(
+                conn, spec.name, plan_id, table.name, "reference_set_null",
+                f"{', '.join(columns)} pointed to a missing {parent_table} row and was set NULL ({name})",
+                before[0], before[1] - after[0])
             continue
         delete = sql.SQL("DELETE FROM {} c WHERE {} RETURNING c.*").format(child, missing)
         moved += _quarantine_removed(

@@ -19,10 +19,10 @@ import os
 import socket
 import threading
 import uuid
-from datetime import timedelta
 
 import psycopg
 
+from migration_pipeline.core.bookkeeping import leases
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import StoreBusyError
 
@@ -37,9 +37,7 @@ def new_holder() -> str:
 
 def hold_alive(conn: psycopg.Connection, holder: str) -> None:
     """Mark `holder` alive for as long as `conn` stays open (a session advisory lock named after it)."""
-    # The holder's name as a 64-bit key (the first 16 hex digits of its MD5), as take_lease tries it.
-    conn.execute("SELECT pg_advisory_lock(('x' || left(md5('store-lease-holder:' || %s), 16))::bit(64)::bigint)",
-                 (holder,))
+    leases.mark_alive(conn, holder)
 
 
 def take_lease(conn: psycopg.Connection, store: str, run_id: str, holder: str,
@@ -49,27 +47,18 @@ def take_lease(conn: psycopg.Connection, store: str, run_id: str, holder: str,
     another run counts while it has not expired and, if its holder marked itself alive (`hold_alive`), while
     that mark holds."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('lease:' || %s))", (store,))
-        conn.execute("DELETE FROM migration.store_leases WHERE store = %s AND expires_at < now()", (store,))
+        leases.lock_leases(conn, store)
+        leases.drop_expired(conn, store)
         other = None
-        for row in conn.execute("SELECT run_id, holder, alive FROM migration.store_leases WHERE store = %s"
-                                " AND run_id <> %s ORDER BY taken_at", (store, run_id)).fetchall():
+        for other_run, other_holder, marked_alive in leases.other_runs_leases(conn, store, run_id):
             # Taking the holder's mark succeeds only when no session holds it: its process is gone. (Released
             # at the end of this transaction.)
-            dead = row[2] and conn.execute(
-                "SELECT pg_try_advisory_xact_lock(('x' || left(md5('store-lease-holder:' || %s), 16))::bit(64)::bigint)",
-                (row[1],)).fetchone() == (True,)
-            if dead:
-                conn.execute("DELETE FROM migration.store_leases WHERE store = %s AND holder = %s", (store, row[1]))
+            if marked_alive and leases.holder_is_gone(conn, other_holder):
+                leases.delete_lease(conn, store, other_holder)
             elif other is None:
-                other = (row[0], row[1])
+                other = (other_run, other_holder)
         if other is None:
-            conn.execute(
-                """INSERT INTO migration.store_leases (store, holder, run_id, expires_at, alive)
-                   VALUES (%s, %s, %s, now() + %s, %s)
-                   ON CONFLICT (store, holder) DO UPDATE SET run_id = EXCLUDED.run_id, expires_at = EXCLUDED.expires_at,
-                     alive = EXCLUDED.alive""",
-                (store, holder, run_id, timedelta(seconds=seconds), alive))
+            leases.put_lease(conn, store, holder, run_id, seconds, alive)
     if other is not None:
         raise StoreBusyError(f"store {store} is being migrated by another run ({other[0]}, process {other[1]}); "
                              "wait for it to finish (or for its lease to expire if it crashed), then run again")
@@ -77,16 +66,14 @@ def take_lease(conn: psycopg.Connection, store: str, run_id: str, holder: str,
 
 def renew_lease(conn: psycopg.Connection, store: str, holder: str, seconds: float = LEASE_SECONDS) -> bool:
     """Push the lease's expiry forward; False when it is gone (it expired, and another run may hold the store)."""
-    renewed = conn.execute(
-        "UPDATE migration.store_leases SET expires_at = now() + %s WHERE store = %s AND holder = %s"
-        " AND expires_at >= now()", (timedelta(seconds=seconds), store, holder))
+    renewed = leases.extend_lease(conn, store, holder, seconds)
     if not conn.autocommit:
         conn.commit()
-    return renewed.rowcount == 1
+    return renewed
 
 
 def release_lease(conn: psycopg.Connection, store: str, holder: str) -> None:
-    conn.execute("DELETE FROM migration.store_leases WHERE store = %s AND holder = %s", (store, holder))
+    leases.delete_lease(conn, store, holder)
     if not conn.autocommit:
         conn.commit()
 

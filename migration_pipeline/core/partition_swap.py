@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
+from migration_pipeline.core.bookkeeping.units import move_removed_to_quarantine, unit_files
 from migration_pipeline.core.reconcile import CheckOutcome, _short
 from migration_pipeline.core.rows import sql_row_hash
 from migration_pipeline.core.spec import StoreSpec, Unit
@@ -36,9 +37,7 @@ def replace_live_partition(
     column = sql.Identifier(spec.partitions.live_column)
     live = sql.SQL("{}.{}").format(sql.Identifier(spec.schema), sql.Identifier(table.name))
     staged = sql.SQL("{}.{}").format(sql.Identifier(spec.staging_schema), sql.Identifier(table.name))
-    files = [r[0] for r in conn.execute(
-        "SELECT path FROM migration.source_manifest WHERE store = %s AND plan_id = %s AND unit_no = ANY(%s)",
-        (spec.name, plan_id, [u.number for u in units]))]
+    files = unit_files(conn, spec.name, plan_id, [u.number for u in units])
     columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in table.columns)
     row_hash = sql_row_hash(table.columns)
     try:
@@ -52,21 +51,17 @@ def replace_live_partition(
                 match = sql.SQL(" AND ").join(sql.SQL("l.{0} = p.{0}").format(sql.Identifier(c)) for c in key)
                 removed = sql.SQL(
                     """WITH ranked AS (SELECT ctid AS at, row_number() OVER (PARTITION BY {key} ORDER BY _seq) AS n
-                                      FROM partition_rows),
-                            removed AS (DELETE FROM partition_rows p USING ranked r
-                                        WHERE p.ctid = r.at AND (r.n > 1 OR EXISTS (
-                                          SELECT 1 FROM {live} l WHERE {match}
-                                            AND NOT l.{column}::text = ANY(%(keys)s)))
-                                        RETURNING p.*)
-                       INSERT INTO migration.quarantine (store, plan_id, run_id, table_name, source_file, locator,
-                                                        reason, message, row_hash)
-                       SELECT %(store)s, %(plan)s, %(run)s, %(table)s, _source_file, _locator, 'duplicate_key',
-                              %(message)s, {hash} FROM removed""").format(
-                    key=key_sql, live=live, match=match, column=column, hash=row_hash)
-                duplicates += conn.execute(removed, {
-                    "keys": list(keys), "store": spec.name, "plan": plan_id, "run": run_id, "table": table.name,
-                    "message": f"same {', '.join(key)} as a record kept earlier in the {spec.partitions.label} or"
-                               f" live in another {spec.partitions.label}"}).rowcount
+                                      FROM partition_rows)
+                       DELETE FROM partition_rows p USING ranked r
+                       WHERE p.ctid = r.at AND (r.n > 1 OR EXISTS (
+                         SELECT 1 FROM {live} l WHERE {match} AND NOT l.{column}::text = ANY(%(keys)s)))
+                       RETURNING p.*""").format(key=key_sql, live=live, match=match, column=column)
+                message = (f"same {', '.join(key)} as a record kept earlier in the {spec.partitions.label} or"
+                           f" live in another {spec.partitions.label}")
+                duplicates += move_removed_to_quarantine(
+                    conn, removed, {"keys": list(keys), "message": message}, store=spec.name, plan_id=plan_id,
+                    run_id=run_id, table=table.name, reason="duplicate_key", message=sql.Placeholder("message"),
+                    row_hash=row_hash)
             expected = conn.execute(sql.SQL("SELECT count(*), coalesce(sum({}), 0) FROM partition_rows").format(
                 row_hash)).fetchone()
             deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}::text = ANY(%s)").format(live, column),

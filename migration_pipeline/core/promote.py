@@ -40,6 +40,9 @@ import psycopg
 from psycopg import sql
 
 from migration_pipeline.core import ddl
+from migration_pipeline.core.bookkeeping import checks, phases, plans
+from migration_pipeline.core.bookkeeping.phases import PhaseRow as PhaseRow
+from migration_pipeline.core.bookkeeping.phases import set_report_path as set_report_path
 from migration_pipeline.core.errors import PromotionBlockedError
 from migration_pipeline.core.names import gx_check_name, swap_schema
 from migration_pipeline.core.spec import StoreSpec
@@ -52,24 +55,9 @@ DEFAULT_BACKOFF = 1.0  # seconds before the second attempt, doubled before each 
 PIPELINE_APPLICATION = "migration-pipeline"  # database.connect's application_name
 
 
-@dataclass(frozen=True)
-class PhaseRow:
-    store: str
-    phase: str
-    plan_id: str | None
-    run_id: str | None
-    report_path: str | None
-    approved_by: str | None
-    changed_at: object
-
-
 def get_phase(conn: psycopg.Connection, store: str) -> PhaseRow:
-    row = conn.execute(
-        "SELECT store, phase, plan_id, run_id, report_path, approved_by, changed_at FROM migration.store_phase"
-        " WHERE store = %s", (store,)).fetchone()
-    if row is None:
-        return PhaseRow(store, "not_started", None, None, None, None, None)
-    return PhaseRow(*row)
+    """The store's phase (`not_started` before its first promotion or cutover)."""
+    return phases.phase_of(conn, store)
 
 
 def set_phase(
@@ -78,32 +66,14 @@ def set_phase(
 ) -> None:
     """Record a transition (and its history row) in the caller's transaction."""
     assert phase in PHASES
-    before = get_phase(conn, store)
-    conn.execute(
-        """INSERT INTO migration.store_phase (store, phase, plan_id, run_id, approved_by)
-           VALUES (%s, %s, %s, %s, %s)
-           ON CONFLICT (store) DO UPDATE SET phase = EXCLUDED.phase,
-             plan_id = coalesce(EXCLUDED.plan_id, migration.store_phase.plan_id),
-             run_id = coalesce(EXCLUDED.run_id, migration.store_phase.run_id),
-             approved_by = EXCLUDED.approved_by, changed_at = now()""",
-        (store, phase, plan_id, run_id, approved_by),
-    )
-    conn.execute(
-        "INSERT INTO migration.phase_history (store, from_phase, to_phase, run_id, actor, note)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
-        (store, before.phase, phase, run_id, actor, note),
-    )
-
-
-def set_report_path(conn: psycopg.Connection, store: str, path: str) -> None:
-    conn.execute("UPDATE migration.store_phase SET report_path = %s WHERE store = %s", (path, store))
+    before = phases.phase_of(conn, store)
+    phases.record_phase(conn, store, phase, from_phase=before.phase, run_id=run_id, actor=actor, note=note,
+                        plan_id=plan_id, approved_by=approved_by)
 
 
 def failed_checks(conn: psycopg.Connection, spec: StoreSpec, run_id: str, plan_id: str) -> list[tuple[str, str]]:
     """Checks of this run and plan that did not pass, or that never ran."""
-    rows: dict[str, str] = dict(conn.execute(
-        "SELECT check_name, CASE WHEN passed THEN '' ELSE summary END FROM migration.check_results"
-        " WHERE run_id = %s AND store = %s AND plan_id = %s", (run_id, spec.name, plan_id)).fetchall())
+    rows = checks.check_summaries(conn, run_id, spec.name, plan_id)
     required = list(EXPECTED_CHECKS) + [g.name for g in spec.gates] + [gx_check_name(t.name) for t in spec.tables]
     missing = [(name, "did not run") for name in required if name not in rows]
     return missing + [(name, summary) for name, summary in rows.items() if summary]
@@ -241,12 +211,10 @@ def _promote_once(
             raise _Busy(f"another promotion or rollback of {spec.name} held its lock for {lock_timeout:g} s",
                         "wait for it") from None
         # xmin and staged_at: the transaction that marked the data staged, after every staged row was committed.
-        staging = conn.execute(
-            "SELECT plan_id, status, run_id, xmin::text, staged_at FROM migration.staging WHERE store = %s FOR UPDATE",
-            (spec.name,)).fetchone()
-        if staging is None or staging[1] != "staged":
+        staging = plans.staged_plan_for_update(conn, spec.name)
+        if staging is None or staging.status != "staged":
             raise PromotionBlockedError(f"{spec.name}: nothing staged to promote (run the load first)")
-        plan_id, _, staged_by, staged_xid, staged_at = staging
+        plan_id, staged_by, staged_xid, staged_at = staging.plan_id, staging.run_id, staging.xmin, staging.staged_at
         if staged_by != run_id and not adopt_staged:
             raise PromotionBlockedError(
                 f"{spec.name}: the staged data belongs to run {staged_by}, not {run_id}; another run restaged "
@@ -274,7 +242,7 @@ def _promote_once(
             raise _Busy(f"could not take the locks of the schema swap within {lock_timeout:g} s "
                         f"(the tables of {spec.staging_schema} or the schemas themselves are in use)",
                         "end the sessions using them") from None
-        conn.execute("UPDATE migration.staging SET status = 'promoted' WHERE store = %s", (spec.name,))
+        plans.set_plan_status(conn, spec.name, "promoted")
         notes = ["forced over cut_over"] if phase.phase == "cut_over" else []
         if staged_by != run_id:
             notes.append(f"promoted by run {run_id}")

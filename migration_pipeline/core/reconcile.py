@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
+from migration_pipeline.core.bookkeeping import checks, plans
+from migration_pipeline.core.bookkeeping import units as unit_records  # `units` is a parameter below
 from migration_pipeline.core.names import gx_check_name, reconciliation_check_name
 from migration_pipeline.core.rows import sql_row_hash
 from migration_pipeline.core.spec import StoreSpec, Unit
@@ -29,23 +30,16 @@ class CheckOutcome:
 
 
 def current_plan(conn: psycopg.Connection, store: str) -> tuple[str, str]:
-    row = conn.execute("SELECT plan_id, status FROM migration.staging WHERE store = %s", (store,)).fetchone()
-    if row is None:
-        raise LookupError(f"store {store} has not been staged")
-    return row[0], row[1]
+    return plans.current_plan(conn, store)
 
 
 def file_counts(conn: psycopg.Connection, store: str, plan_id: str) -> tuple[int, int]:
     """(mapped, unmapped) source files of a plan: as recorded when its staging finished, else counted."""
-    recorded = conn.execute(
-        "SELECT files_mapped, files_unmapped FROM migration.staging WHERE store = %s AND plan_id = %s"
-        " AND status IN ('staged', 'promoted') AND files_mapped IS NOT NULL", (store, plan_id)).fetchone()
+    recorded = plans.recorded_file_counts(conn, store, plan_id)
     if recorded:
-        return int(recorded[0]), int(recorded[1])
-    counted: dict[str, int] = dict(conn.execute(
-        "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
-        (store, plan_id)).fetchall())
-    return int(counted.get("mapped", 0)), sum(n for status, n in counted.items() if status != "mapped")
+        return recorded
+    counted = unit_records.manifest_status_counts(conn, store, plan_id)
+    return counted.get("mapped", 0), sum(n for status, n in counted.items() if status != "mapped")
 
 
 def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
@@ -63,13 +57,8 @@ def table_counts(
 
     `schema` is where the plan's tables are now: the staging schema until promoted, then the live one."""
     schema = schema or spec.staging_schema
-    seen: dict[str, int] = dict(conn.execute(
-        # A unit's source records: as counted apart from its reader where the store did, else as read.
-        "SELECT table_name, sum(coalesce(records_counted, records_seen)) FROM migration.unit_progress"
-        " WHERE store = %s AND plan_id = %s GROUP BY 1", (spec.name, plan_id)).fetchall())
-    quarantined: dict[str, int] = dict(conn.execute(
-        "SELECT table_name, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1",
-        (spec.name, plan_id)).fetchall())
+    seen = unit_records.source_records(conn, spec.name, plan_id)
+    quarantined = unit_records.quarantined_per_table(conn, spec.name, plan_id)
     counts: dict[str, dict[str, int]] = {}
     for table in spec.tables:
         staged = _count(conn, schema, table.name)
@@ -133,23 +122,14 @@ def checksum_gate(conn: psycopg.Connection, spec: StoreSpec, plan_id: str) -> Ch
     per_table: dict[str, dict[str, str]] = {}
     mismatched = []
     for table in (t for t in spec.tables if t.loaded):
-        source_row = conn.execute(
-            "SELECT coalesce(sum(row_hash_sum), 0) FROM migration.unit_progress"
-            " WHERE store = %s AND plan_id = %s AND table_name = %s", (spec.name, plan_id, table.name)).fetchone()
         staged_row = conn.execute(
             sql.SQL("SELECT coalesce(sum({}), 0) FROM {}.{}").format(
                 sql_row_hash(table.columns), sql.Identifier(spec.staging_schema), sql.Identifier(table.name))
         ).fetchone()
-        moved_row = conn.execute(
-            "SELECT coalesce(sum(row_hash), 0) FROM migration.quarantine"
-            " WHERE store = %s AND plan_id = %s AND table_name = %s AND row_hash IS NOT NULL",
-            (spec.name, plan_id, table.name)).fetchone()
-        adjusted_row = conn.execute(
-            "SELECT coalesce(sum(hash_delta), 0) FROM migration.adjustments"
-            " WHERE store = %s AND plan_id = %s AND table_name = %s", (spec.name, plan_id, table.name)).fetchone()
-        assert source_row and staged_row and moved_row and adjusted_row
-        source, staged = int(source_row[0]), int(staged_row[0])
-        target = staged + int(moved_row[0]) + int(adjusted_row[0])
+        assert staged_row
+        source, staged = unit_records.source_hash_sum(conn, spec.name, plan_id, table.name), int(staged_row[0])
+        target = (staged + unit_records.moved_hash_sum(conn, spec.name, plan_id, table.name)
+                  + checks.adjusted_hash_sum(conn, spec.name, plan_id, table.name))
         per_table[table.name] = {"source": _short(source), "target": _short(target)}
         if source != target:
             mismatched.append(table.name)
@@ -175,35 +155,24 @@ def reconcile_units(
     of the staged rows (recomputed in SQL) equals the sum computed while reading. A unit's staged rows are
     those from the files its load recorded in the manifest, so this holds for any store's units."""
     numbers = [u.number for u in units]
-    files = [r[0] for r in conn.execute(
-        "SELECT path FROM migration.source_manifest WHERE store = %s AND plan_id = %s AND unit_no = ANY(%s)",
-        (spec.name, plan_id, numbers))]
-    committed = conn.execute(
-        "SELECT count(DISTINCT unit_no) FROM migration.unit_progress WHERE store = %s AND plan_id = %s"
-        " AND unit_no = ANY(%s)", (spec.name, plan_id, numbers)).fetchone()
+    files = unit_records.unit_files(conn, spec.name, plan_id, numbers)
+    committed = len(unit_records.committed_units(conn, spec.name, plan_id, numbers))
     problems: list[str] = []
-    details: dict[str, Any] = {"units": len(numbers), "units_committed": committed[0] if committed else 0}
+    details: dict[str, Any] = {"units": len(numbers), "units_committed": committed}
     if details["units_committed"] != len(numbers):
         problems.append(f"{len(numbers) - details['units_committed']} of {len(numbers)} units not loaded")
     for table in (t for t in spec.tables if t.loaded):
-        progress = conn.execute(
-            "SELECT coalesce(sum(coalesce(records_counted, records_seen)), 0), coalesce(sum(rows_emitted), 0),"
-            " coalesce(sum(row_hash_sum), 0)"
-            " FROM migration.unit_progress WHERE store = %s AND plan_id = %s AND table_name = %s"
-            " AND unit_no = ANY(%s)", (spec.name, plan_id, table.name, numbers)).fetchone()
-        quarantined = conn.execute(
-            "SELECT count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s AND table_name = %s"
-            " AND unit_no = ANY(%s)", (spec.name, plan_id, table.name, numbers)).fetchone()
+        seen, emitted, source_hash = unit_records.units_progress(conn, spec.name, plan_id, table.name, numbers)
+        quarantined = unit_records.quarantined_in_units(conn, spec.name, plan_id, table.name, numbers)
         staged = conn.execute(
             sql.SQL("SELECT count(*), coalesce(sum({}), 0) FROM {}.{} WHERE _source_file = ANY(%s)").format(
                 sql_row_hash(table.columns), sql.Identifier(spec.staging_schema), sql.Identifier(table.name)),
             (files,)).fetchone()
-        assert progress and quarantined and staged
-        seen, emitted, source_hash = int(progress[0]), int(progress[1]), int(progress[2])
-        details[table.name] = {"source": seen, "staged": int(staged[0]), "quarantined": int(quarantined[0]),
+        assert staged
+        details[table.name] = {"source": seen, "staged": int(staged[0]), "quarantined": quarantined,
                                "checksum_source": _short(source_hash), "checksum_target": _short(int(staged[1]))}
-        if seen != int(staged[0]) + int(quarantined[0]) or emitted != int(staged[0]):
-            problems.append(f"{table.name}: {seen} source ≠ {staged[0]} staged + {quarantined[0]} quarantined")
+        if seen != int(staged[0]) + quarantined or emitted != int(staged[0]):
+            problems.append(f"{table.name}: {seen} source ≠ {staged[0]} staged + {quarantined} quarantined")
         if source_hash != int(staged[1]):
             problems.append(f"{table.name}: checksum differs")
     if problems:
@@ -268,13 +237,6 @@ def record_outcomes(
     conn: psycopg.Connection, store: str, plan_id: str, run_id: str, outcomes: list[CheckOutcome]
 ) -> list[CheckOutcome]:
     for o in outcomes:
-        conn.execute(
-            """INSERT INTO migration.check_results (run_id, store, plan_id, check_name, passed, summary, details)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (run_id, store, check_name) DO UPDATE SET passed = EXCLUDED.passed,
-                 summary = EXCLUDED.summary, details = EXCLUDED.details, plan_id = EXCLUDED.plan_id,
-                 checked_at = now()""",
-            (run_id, store, plan_id, o.name, o.passed, o.summary, Jsonb(o.details)),
-        )
+        checks.record_check(conn, run_id, store, plan_id, o.name, o.passed, o.summary, o.details)
     conn.commit()
     return outcomes

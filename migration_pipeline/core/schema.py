@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 
+from migration_pipeline.core.bookkeeping import applied_ddl
 from migration_pipeline.core.errors import SchemaDriftError
 
 
@@ -24,18 +25,6 @@ def packaged_sql() -> Traversable:
         if not checkout.is_dir():
             raise SchemaDriftError("the package's DDL (sql/) is missing: reinstall migration-pipeline") from None
         return checkout
-_LOCK_ID = 7_300_001  # advisory lock serialising concurrent appliers
-
-_BOOTSTRAP = """
-CREATE SCHEMA IF NOT EXISTS migration;
-CREATE TABLE IF NOT EXISTS migration.schema_migrations (
-    filename   text PRIMARY KEY,
-    sha256     text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-);
-"""
-
-
 @dataclass(frozen=True)
 class SchemaReport:
     applied: tuple[str, ...]
@@ -80,13 +69,10 @@ def apply_migrations(conn: psycopg.Connection, sql_dir: Traversable | None = Non
     applied: list[str] = []
     seen: list[str] = []
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-        conn.execute(_BOOTSTRAP)
+        applied_ddl.prepare(conn)
         for old, new in LEGACY_NAMES.items():
-            conn.execute(
-                "UPDATE migration.schema_migrations SET filename = %s WHERE filename = %s"
-                " AND NOT EXISTS (SELECT 1 FROM migration.schema_migrations WHERE filename = %s)", (new, old, new))
-        recorded: dict[str, str] = dict(conn.execute("SELECT filename, sha256 FROM migration.schema_migrations").fetchall())
+            applied_ddl.rename_applied(conn, old, new)
+        recorded = applied_ddl.applied_files(conn)
         for name, path in files:
             text = path.read_text(encoding="utf-8")
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -101,9 +87,6 @@ def apply_migrations(conn: psycopg.Connection, sql_dir: Traversable | None = Non
                 continue
             with conn.transaction():
                 conn.execute(text.encode("utf-8"))
-                conn.execute(
-                    "INSERT INTO migration.schema_migrations (filename, sha256) VALUES (%s, %s)",
-                    (name, digest),
-                )
+                applied_ddl.record_applied(conn, name, digest)
             applied.append(name)
     return SchemaReport(applied=tuple(applied), already_applied=tuple(seen))

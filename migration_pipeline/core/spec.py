@@ -82,6 +82,16 @@ class Flagged:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something a store changed in records it loaded (e.g. a timestamp rounded to the microsecond), counted
+    per unit in `Batch.notes`; the plan's notes become adjustments the report lists."""
+
+    table: str
+    reason: str
+    message: str
+
+
 class ManifestEntry(NamedTuple):  # a tuple: built once per source file, millions of times
     path: str  # relative to the store folder, POSIX separators
     size_bytes: int
@@ -107,6 +117,8 @@ class Batch:
     # loses records cannot shrink both sides of `source = loaded + quarantined` together. Tables absent
     # here are reconciled against `seen`.
     counted: dict[str, int] = field(default_factory=dict)
+    # Records changed on purpose while they were read, per kind of change: see `Note`.
+    notes: dict[Note, int] = field(default_factory=dict)
 
     def add_row(self, table: str, row: tuple[Any, ...]) -> None:
         self.rows.setdefault(table, []).append(row)
@@ -116,6 +128,9 @@ class Batch:
         for name in fields:
             key = (table, safe_field_name(name))
             self.unmapped_fields[key] = self.unmapped_fields.get(key, 0) + 1
+
+    def note(self, note: Note, records: int = 1) -> None:
+        self.notes[note] = self.notes.get(note, 0) + records
 
     def quarantine(self, table: str, source_file: str, locator: str, reason: str, message: str) -> None:
         self.quarantined.append(Quarantined(table, source_file, locator, reason, message))

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from migration_pipeline.core import ddl
+from migration_pipeline.core.bookkeeping import plans, units
 from migration_pipeline.core.changes import ChangeSet
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import MigrationError
@@ -27,7 +28,6 @@ from migration_pipeline.core.spec import ReadContext, StoreSpec
 from migration_pipeline.core.stage import (
     BOOKKEEPING,
     StageSummary,
-    _copy_manifest,
     discard_unkept_bookkeeping,
     finish_staging,
     load_units,
@@ -101,25 +101,19 @@ def sync_store(
         _carry_bookkeeping(conn, spec, store_dir, changes, plan_id, touched | set(to_read), on_disk)
         hashed = conn.execute(sql.SQL("SELECT count(*), coalesce(sum({}), 0) FROM {}.{}").format(
             sql_row_hash(table.columns), staging, sql.Identifier(table.name))).fetchone()
-        moved = conn.execute(
-            "SELECT count(*) FILTER (WHERE row_hash IS NOT NULL), count(*), coalesce(sum(row_hash), 0)"
-            " FROM migration.quarantine WHERE store = %s AND plan_id = %s AND table_name = %s",
-            (spec.name, plan_id, table.name)).fetchone()
-        assert hashed and moved
-        conn.execute(
-            "INSERT INTO migration.unit_progress (store, plan_id, unit_no, table_name, records_seen, rows_emitted,"
-            " row_hash_sum, run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (spec.name, plan_id, CARRIED_UNIT, table.name, hashed[0] + moved[1], hashed[0] + moved[0],
-             int(hashed[1]) + int(moved[2]), run_id))
+        assert hashed
+        moved = units.quarantine_totals(conn, spec.name, plan_id, table.name)
+        units.record_unit_progress(conn, spec.name, plan_id, run_id, CARRIED_UNIT, table.name, hashed[0] + moved[1],
+                                   hashed[0] + moved[0], int(hashed[1]) + moved[2])
         max_id = conn.execute(sql.SQL("SELECT coalesce(max(id), 0) FROM {}.{}").format(
             live, sql.Identifier(table.name))).fetchone()
         conn.commit()
     timings["carry"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    units = rules.units_for(to_read, (max_id[0] if max_id else 0) + 1)
+    to_load = rules.units_for(to_read, (max_id[0] if max_id else 0) + 1)
     with loader_pool(database_url, spec, workers) as pool:
-        load_units(database_url, spec, plan_id, run_id, list(units), ReadContext(store_dir=store_dir, secret=secret),
+        load_units(database_url, spec, plan_id, run_id, list(to_load), ReadContext(store_dir=store_dir, secret=secret),
                    pool, workers)
     timings["read_and_copy"] = time.perf_counter() - started
 
@@ -137,17 +131,11 @@ def sync_store(
 
 
 def _begin_sync_plan(conn: psycopg.Connection, spec: StoreSpec, changes: ChangeSet, run_id: str) -> str:
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('plan:' || %s))", (spec.name,))
+    plans.lock_plans(conn, spec.name)
     plan_id = uuid.uuid4().hex[:16]
     ddl.create_staging_tables(conn, spec, BOOKKEEPING)
     discard_unkept_bookkeeping(conn, spec)
-    conn.execute(
-        """INSERT INTO migration.staging (store, plan_id, fingerprint, status, run_id, units_total)
-           VALUES (%s, %s, %s, 'loading', %s, 0)
-           ON CONFLICT (store) DO UPDATE SET plan_id = EXCLUDED.plan_id, fingerprint = EXCLUDED.fingerprint,
-             status = 'loading', run_id = EXCLUDED.run_id, units_total = 0, started_at = now(), staged_at = NULL""",
-        (spec.name, plan_id, f"sync:{changes.key()}", run_id),
-    )
+    plans.open_plan(conn, spec.name, plan_id, f"sync:{changes.key()}", run_id, 0)
     return plan_id
 
 
@@ -156,22 +144,9 @@ def _carry_bookkeeping(
     on_disk: dict[str, str],
 ) -> None:
     """Quarantine, flags and manifest rows of every file that is not read again move to the new plan."""
-    params = (plan_id, spec.name, changes.live_plan, sorted(reread))
-    conn.execute(
-        """INSERT INTO migration.quarantine (store, plan_id, run_id, table_name, source_file, locator, reason,
-                                             message, row_hash, unit_no)
-           SELECT store, %s, run_id, table_name, source_file, locator, reason, message, row_hash, -1
-           FROM migration.quarantine WHERE store = %s AND plan_id = %s AND source_file <> ALL(%s)""", params)
-    conn.execute(
-        """INSERT INTO migration.flagged_records (store, plan_id, table_name, source_file, locator, reason, message)
-           SELECT store, %s, table_name, source_file, locator, reason, message
-           FROM migration.flagged_records WHERE store = %s AND plan_id = %s AND source_file <> ALL(%s)""", params)
-    conn.execute(
-        """INSERT INTO migration.source_manifest (store, plan_id, path, size_bytes, sha256, status, mtime_ns, link_target)
-           SELECT store, %s, path, size_bytes, sha256, status, mtime_ns, link_target
-           FROM migration.source_manifest WHERE store = %s AND plan_id = %s AND path <> ALL(%s)""", params)
+    units.carry_file_records(conn, spec.name, changes.live_plan, plan_id, CARRIED_UNIT, sorted(reread))
     rules = spec.sync
     assert rules is not None
     unmapped_now = [p for p in changes.added + changes.changed if rules.key_of(p) is None]
-    _copy_manifest(conn.cursor(), spec.name, plan_id,
-                   [describe_file(store_dir, on_disk.get(p, p), mapped=False) for p in unmapped_now])
+    units.copy_manifest(conn.cursor(), spec.name, plan_id,
+                        [describe_file(store_dir, on_disk.get(p, p), mapped=False) for p in unmapped_now])

@@ -12,9 +12,8 @@ keys declared here and the foreign keys of sql/defarm/030_defarm.sql; this modul
 and rejects what cannot become one. Unknown keys are kept in each table's `extra` jsonb.
 
 What the report needs beyond rows and quarantine (timestamps that lost digits to the microsecond,
-enum variants the service did not declare, blank lines) is counted while reading under `note:`
-names in the unit's side records, and turned into `migration.adjustments` rows once every unit is
-loaded (`post_load_sql`): the core has no other channel for a store's counters.
+enum variants the service did not declare, blank lines) is counted while reading as the batch's notes
+(`Batch.note`), which the engine lists as adjustments.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from migration_pipeline.core.spec import (
     Column,
     Discovery,
     Generator,
+    Note,
     ReadContext,
     SampleRecords,
     StoreSpec,
@@ -49,7 +49,6 @@ from migration_pipeline.stores import expectations as ex
 SNAPSHOT_DIR = "snapshot"
 BATCH_RECORDS = 5000
 SEQ_SHIFT = 40  # a row's _seq: its file's position in ENGINES, then its line number (first of a key is kept)
-NOTE = "note:"  # side-record names that are counters of this store, never source field names
 
 # --- the Rust enums of the service (externally tagged; "data" variants carry a payload) ----------------------
 
@@ -267,14 +266,15 @@ def _jsonb(value: Any) -> orjson.Fragment | None:
 _EMPTY = orjson.Fragment(b"{}")
 
 
-def _field_reader(field: Field) -> Callable[[Any, Batch, str], Any]:
-    """A function (value, batch, table) -> the column value(s) of this field, raising Reject."""
+def _field_reader(field: Field, table: str) -> Callable[[Any, Batch], Any]:
+    """A function (value, batch) -> the column value(s) of `table`'s field, raising Reject."""
     name, optional = field.name, field.optional
     if field.is_enum:
         variants = ENUMS[field.base]
-        unknown = f"{NOTE}unknown_variant:{name}"
+        unknown = Note(table, "unknown_enum_variant", f"{name}: values naming a variant the service's enum does not"
+                       " declare, loaded as they are (tag and payload)")
 
-        def read_enum(value: Any, batch: Batch, table: str) -> Any:
+        def read_enum(value: Any, batch: Batch) -> Any:
             if value is None:
                 if optional:
                     return (None, None)
@@ -284,15 +284,16 @@ def _field_reader(field: Field) -> Callable[[Any, Batch, str], Any]:
                 raise Reject(out.reason, f"{name} {out.message}")
             assert isinstance(out, EnumValue)
             if not out.known:
-                _note(batch, table, unknown)
+                batch.note(unknown)
             return (out.tag, _jsonb(out.payload))
         return read_enum
 
     convert = _SCALARS[field.base]
     if field.base == "DateTime<Utc>":
-        rounded = f"{NOTE}rounded:{name}"
+        rounded = Note(table, "timestamp_rounded", f"{name}: DateTime<Utc> values with digits below the microsecond,"
+                       f" rounded half to even (each moved by at most {coerce.MAX_LOSS_NS} ns)")
 
-        def read_timestamp(value: Any, batch: Batch, table: str) -> Any:
+        def read_timestamp(value: Any, batch: Batch) -> Any:
             if value is None:
                 if optional:
                     return None
@@ -302,13 +303,13 @@ def _field_reader(field: Field) -> Callable[[Any, Batch, str], Any]:
                 raise Reject(out.reason, f"{name} {out.message}")
             assert isinstance(out, Timestamp)
             if out.lost_ns:
-                _note(batch, table, rounded)
+                batch.note(rounded)
             return out.value
         return read_timestamp
 
     as_jsonb = _KINDS[field.base] == "jsonb"
 
-    def read_scalar(value: Any, batch: Batch, table: str) -> Any:
+    def read_scalar(value: Any, batch: Batch) -> Any:
         if value is None:
             if optional:
                 return None
@@ -320,11 +321,6 @@ def _field_reader(field: Field) -> Callable[[Any, Batch, str], Any]:
     return read_scalar
 
 
-def _note(batch: Batch, table: str, name: str, n: int = 1) -> None:
-    key = (table, name)
-    batch.unmapped_fields[key] = batch.unmapped_fields.get(key, 0) + n
-
-
 class Normalizer:
     """Turns one engine's records into rows in its columns' order (built once per engine and process)."""
 
@@ -332,14 +328,13 @@ class Normalizer:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._readers = [(f.name, f.is_enum, _field_reader(f)) for f in engine.fields]
+        self._readers = [(f.name, f.is_enum, _field_reader(f, engine.name)) for f in engine.fields]
         self._known = frozenset(f.name for f in engine.fields)
 
     def __call__(self, record: Mapping[str, Any], batch: Batch) -> tuple[Any, ...]:
-        table = self.engine.name
         row: list[Any] = []
         for name, is_enum, read in self._readers:
-            value = read(record.get(name), batch, table)
+            value = read(record.get(name), batch)
             if is_enum:
                 row.extend(value)
             else:
@@ -392,30 +387,8 @@ def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
             batch = Batch()
             pending = 0
     if lines.blank_lines:
-        _note(batch, table, f"{NOTE}blank_lines", lines.blank_lines)
+        batch.note(Note(table, "blank_line", "blank lines skipped in the file"), lines.blank_lines)
     yield batch
-
-
-# The notes become adjustments once every unit is loaded (and leave the list of unmapped fields).
-_PLAN = "(SELECT plan_id FROM migration.staging WHERE store = 'defarm')"
-POST_LOAD_SQL = (
-    f"""INSERT INTO migration.adjustments (store, plan_id, table_name, reason, message, rows_changed, hash_delta)
-    SELECT 'defarm', plan_id, table_name,
-           CASE split_part(field, ':', 2) WHEN 'rounded' THEN 'timestamp_rounded'
-                WHEN 'unknown_variant' THEN 'unknown_enum_variant' ELSE 'blank_line' END,
-           CASE split_part(field, ':', 2)
-                WHEN 'rounded' THEN split_part(field, ':', 3) || ': DateTime<Utc> values with digits below the'
-                     ' microsecond, rounded half to even (each moved by at most {coerce.MAX_LOSS_NS} ns)'
-                WHEN 'unknown_variant' THEN split_part(field, ':', 3) || ': values naming a variant the service''s'
-                     ' enum does not declare, loaded as they are (tag and payload)'
-                ELSE 'blank lines skipped in the file' END,
-           sum(records), 0
-    FROM migration.unmapped_fields
-    WHERE store = 'defarm' AND plan_id = {_PLAN} AND starts_with(field, '{NOTE}')
-    GROUP BY plan_id, table_name, field ORDER BY table_name, field""",
-    f"DELETE FROM migration.unmapped_fields WHERE store = 'defarm' AND plan_id = {_PLAN}"
-    f" AND starts_with(field, '{NOTE}')",
-)
 
 
 # --- samples and generator ------------------------------------------------------------------------------------------
@@ -542,7 +515,6 @@ DEFARM_STORE = StoreSpec(
     discover=discover,
     read_unit=read_unit,
     parallel=True,
-    post_load_sql=POST_LOAD_SQL,
     source_files=tuple(f"{SNAPSHOT_DIR}/{name}.jsonl" for name in ENGINE_NAMES),
     samples=DEFARM_SAMPLES,
     generator=DEFARM_GENERATOR,
