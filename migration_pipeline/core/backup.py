@@ -28,7 +28,6 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -38,6 +37,22 @@ from typing import Any, TypeVar
 import psycopg
 import zstandard
 
+from migration_pipeline.core.archive_format import (
+    NAMES,
+    STREAM_BLOCK,
+    block_members,
+    first_difference,
+    member_header,
+    sum_entries,
+    sum_line,
+    tar_members,
+)
+
+# What readers of a backup use, here beside the writer.
+from migration_pipeline.core.archive_format import open_archive as open_archive
+from migration_pipeline.core.archive_format import plain_entry as _plain_entry  # noqa: F401 (test_core's handle)
+from migration_pipeline.core.archive_format import read_manifest as read_manifest
+from migration_pipeline.core.archive_format import verify_archive as verify_archive
 from migration_pipeline.core.bookkeeping import backups
 from migration_pipeline.core.bookkeeping.backups import RecordedBackup as RecordedBackup
 from migration_pipeline.core.errors import MigrationError
@@ -46,12 +61,8 @@ from migration_pipeline.core.manifest import is_link_error, read_unless_larger, 
 CHUNK_FILES = 5000
 FRAME_BYTES = 32 * 2**20  # a chunk's frame is closed at this many bytes of tar blocks
 LARGE_FILE = 16 * 2**20  # a file larger than this is streamed from disk into a frame of its own
-_STREAM_BLOCK = 2**20
 _END_OF_ARCHIVE = bytes(2 * tarfile.BLOCKSIZE)
 ZSTD_LEVEL = 1  # 7x smaller than the tar, for an eighth of the time it takes to build its blocks
-# Names are bytes on disk: the manifest holds them as they are (what `sha256sum -c` expects), and Python
-# reads a byte that is not UTF-8 back as the lone surrogate its listing gave the name.
-NAMES = "surrogateescape"
 T = TypeVar("T")
 
 
@@ -82,31 +93,6 @@ class _Frame:
     lines: str  # its members' manifest lines
     size: int  # its members' content bytes
     streamed: bool = False  # one file too large to hold, verified as a stream
-
-
-# tarfile spends ~60 µs per member on TarInfo headers, more than reading the file: the common member (a
-# regular file with a short ASCII name) gets its header built here from tarfile's own template bytes, and
-# test_core checks the bytes equal TarInfo.tobuf's. Any other member goes through tarfile.
-_TEMPLATE = tarfile.TarInfo("").tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-_OWNER = _TEMPLATE[108:124]  # uid and gid 0
-_TAIL = _TEMPLATE[156:]  # type "0", no link name, GNU magic, no owner names
-_TAIL_SUM = 8 * ord(" ") + sum(_TAIL)  # the checksum counts its own field as spaces
-_OCTAL_LIMIT = 8**11  # size and mtime in 11 octal digits
-
-
-def _is_plain(name: bytes, size: int, mtime: int) -> bool:
-    return len(name) <= 100 and name.isascii() and 0 <= size < _OCTAL_LIMIT and 0 <= mtime < _OCTAL_LIMIT
-
-
-def member_header(relative: str, size: int, mtime: int, mode: int) -> bytes:
-    """The GNU tar header of a regular file, byte for byte what `TarInfo.tobuf(GNU_FORMAT)` writes."""
-    name = relative.encode("utf-8", "surrogateescape")
-    if not _is_plain(name, size, mtime):
-        info = tarfile.TarInfo(relative)
-        info.size, info.mtime, info.mode = size, mtime, mode
-        return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-    head = b"%s%07o\0%s%011o\0%011o\0" % (name.ljust(100, b"\0"), mode & 0o7777, _OWNER, size, mtime)
-    return b"%s%06o\0 %s" % (head, sum(head) + _TAIL_SUM, _TAIL)
 
 
 def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]], spill_dir: str, frame_bytes: int,
@@ -146,7 +132,7 @@ def _archive_chunk(store_dir: str, segments: list[tuple[str, list[str]]], spill_
             raise MigrationError(
                 f"backup: {recorded_path(relative)} cannot be read ({exc.strerror}) and a backup must hold every file: "
                 "restore or remove it (or stop the application's writes if the store is changing), then re-run") from None
-        lines.append(_sum_line(hashlib.sha256(data).hexdigest(), relative))
+        lines.append(sum_line(hashlib.sha256(data).hexdigest(), relative))
         total += len(data)
         parts += (member_header(relative, len(data), int(stat.st_mtime), stat.st_mode), data,
                   bytes(-len(data) % tarfile.BLOCKSIZE))
@@ -189,7 +175,7 @@ def _stream_large_file(path: str, relative: str, stat: os.stat_result, spill_dir
             frame.write(member_header(relative, stat.st_size, int(stat.st_mtime), stat.st_mode))
             left = stat.st_size
             while left:
-                block = source.read(min(left, _STREAM_BLOCK))
+                block = source.read(min(left, STREAM_BLOCK))
                 if not block:
                     raise MigrationError(
                         f"backup: {recorded_path(relative)} became shorter while it was read: stop the application's "
@@ -198,7 +184,7 @@ def _stream_large_file(path: str, relative: str, stat: os.stat_result, spill_dir
                 frame.write(block)
                 left -= len(block)
             frame.write(bytes(-stat.st_size % tarfile.BLOCKSIZE))
-    return _Frame(None, out.name, _sum_line(digest.hexdigest(), relative), stat.st_size, streamed=True)
+    return _Frame(None, out.name, sum_line(digest.hexdigest(), relative), stat.st_size, streamed=True)
 
 
 def _no_follow(path: str, flags: int) -> int:
@@ -217,88 +203,10 @@ def _read_range(path: str, start: int, end: int) -> bytes:
         return handle.read(end - start)
 
 
-def _plain_entry(header: bytes) -> tuple[str, int] | None:
-    """Name and size from a header that member_header built itself (checksum included); else None."""
-    if header[156:] != _TAIL or header[148:156] != b"%06o\0 " % (sum(header[:148]) + _TAIL_SUM):
-        return None
-    try:
-        name, size, mtime = header[:100].rstrip(b"\0"), int(header[124:135], 8), int(header[136:147], 8)
-    except ValueError:  # a base-256 number: tarfile's business
-        return None
-    return (name.decode("ascii"), size) if _is_plain(name, size, mtime) else None
-
-
-def _members(blocks: bytes) -> Iterator[tuple[str, str]]:
-    """(name, SHA-256 of the content) of every member of some tar blocks; from the first header that is not
-    plain on, tarfile reads the rest."""
-    offset = 0
-    while offset < len(blocks):
-        entry = _plain_entry(blocks[offset : offset + tarfile.BLOCKSIZE])
-        if entry is None:
-            with tarfile.open(fileobj=io.BytesIO(blocks[offset:]), mode="r|") as tar:
-                yield from _tar_members(tar)
-            return
-        name, size = entry
-        start = offset + tarfile.BLOCKSIZE
-        yield name, hashlib.sha256(blocks[start : start + size]).hexdigest()
-        offset = start + size + (-size % tarfile.BLOCKSIZE)
-
-
-def _tar_members(tar: tarfile.TarFile) -> Iterator[tuple[str, str]]:
-    """(name, SHA-256 of the content) of every member, each read a block at a time (any size)."""
-    for member in tar:
-        if member.issym():  # a symbolic link: no content, and no manifest line
-            continue
-        digest = hashlib.sha256()
-        extracted = tar.extractfile(member)
-        if extracted is not None:
-            while block := extracted.read(_STREAM_BLOCK):
-                digest.update(block)
-        yield member.name, digest.hexdigest()
-
-
-# `sha256sum`'s own form for a name with a backslash, newline or carriage return: the line starts with a
-# backslash and those characters are escaped (a newline in a name would otherwise end its line).
-_SUM_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r"})
-_SUM_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
-_SUM_UNESCAPED = {"n": "\n", "r": "\r"}
-
-
-def _sum_line(digest: str, name: str) -> str:
-    """One manifest line, as `sha256sum` writes it."""
-    if "\\" in name or "\n" in name or "\r" in name:
-        return f"\\{digest}  {name.translate(_SUM_ESCAPES)}\n"
-    return f"{digest}  {name}\n"
-
-
-def _sum_entries(text: str) -> Iterator[tuple[str, str]]:
-    """(SHA-256, name) of each line of manifest text made of whole lines."""
-    for line in text.split("\n"):  # not splitlines(): it also splits at \x0c, \x85, \u2028..., all allowed in names
-        if not line:
-            continue
-        escaped = line.startswith("\\")
-        digest, _, name = line[escaped:].partition("  ")
-        if escaped:
-            name = _SUM_ESCAPED.sub(lambda match: _SUM_UNESCAPED.get(match[1], match[1]), name)
-        yield digest, name
-
-
-def _first_difference(members: Iterator[tuple[str, str]], entries: Iterator[tuple[str, str]]) -> str | None:
-    """The first member (name, SHA-256) whose name or SHA-256 is not its manifest entry's, else the first
-    listed file the members lack, else None. A member is read before its entry is taken: when reading it
-    raises, the next entry names it."""
-    for name, sha256 in members:
-        digest, listed = next(entries, ("", ""))
-        if name != listed or sha256 != digest:
-            return name
-    missing = next(entries, None)
-    return missing[1] if missing else None
-
-
 def _verify_chunk(archive: str, manifest: str, chunk: _Chunk) -> str | None:
     """Re-read one chunk's byte range of the written archive and its lines of the written manifest;
     the first member that differs, or None."""
-    expected = _sum_entries(_read_range(manifest, chunk.manifest_start, chunk.manifest_end).decode("utf-8", NAMES))
+    expected = sum_entries(_read_range(manifest, chunk.manifest_start, chunk.manifest_end).decode("utf-8", NAMES))
     if chunk.streamed:
         return _verify_streamed(archive, chunk, expected)
     try:
@@ -306,7 +214,7 @@ def _verify_chunk(archive: str, manifest: str, chunk: _Chunk) -> str | None:
     except zstandard.ZstdError:
         return f"the compressed chunk that starts with {next(expected, ('', ''))[1]}"
     try:
-        return _first_difference(_members(data), expected)
+        return first_difference(block_members(data), expected)
     except tarfile.TarError:  # a header that no longer parses: the member it should have been is the bad one
         return next(expected, ("", ""))[1] or "the end of a chunk"
 
@@ -319,7 +227,7 @@ def _verify_streamed(archive: str, chunk: _Chunk, expected: Iterator[tuple[str, 
             # Bounded: past its frame's end, a zstd stream reader goes on into the next frame.
             with zstandard.ZstdDecompressor().stream_reader(io.BufferedReader(_Range(raw, chunk.end - chunk.start))) as frame, \
                     tarfile.open(fileobj=frame, mode="r|") as tar:
-                return _first_difference(_tar_members(tar), expected)
+                return first_difference(tar_members(tar), expected)
         except (zstandard.ZstdError, tarfile.TarError, EOFError):
             return next(expected, ("", ""))[1] or "the end of a chunk"
 
@@ -462,34 +370,10 @@ def _append_frame(frame: _Frame, out: io.BufferedWriter, digest: Any) -> None:
         return
     assert frame.spilled is not None
     with open(frame.spilled, "rb") as spilled:
-        while block := spilled.read(_STREAM_BLOCK):
+        while block := spilled.read(STREAM_BLOCK):
             out.write(block)
             digest.update(block)
     os.unlink(frame.spilled)
-
-
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-@contextmanager
-def open_archive(path: Path) -> Iterator[tarfile.TarFile]:
-    """A backup archive as a streaming `tarfile` (members in order; `extractfile` before moving on). An
-    archive written before backups were compressed is a plain tar, and is read as one."""
-    with open(path, "rb") as raw:
-        if raw.read(4) != _ZSTD_MAGIC:
-            raw.seek(0)
-            with tarfile.open(fileobj=raw, mode="r|") as tar:
-                yield tar
-            return
-        raw.seek(0)
-        with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream, \
-                tarfile.open(fileobj=stream, mode="r|") as tar:
-            yield tar
-
-
-def read_manifest(path: Path) -> dict[str, str]:
-    """A backup manifest as {relative path: SHA-256}."""
-    return {name: digest for digest, name in _sum_entries(path.read_text(encoding="utf-8", errors=NAMES))}
 
 
 def record_backup(conn: psycopg.Connection, store: str, backup: Backup) -> None:
@@ -502,20 +386,6 @@ def latest_backup(conn: psycopg.Connection, store: str) -> tuple[str, str] | Non
     """(archive path, sha256) of the store's newest backup, if its archive is still there."""
     newest = backups.newest_backup(conn, store)
     return newest if newest and Path(newest[0]).is_file() else None
-
-
-def verify_archive(archive: Path, manifest: Path) -> str | None:
-    """Read a whole backup archive again and compare its members, in order, with its manifest (a backup
-    checked later: bit rot, a copy moved elsewhere); the first member (its recorded path) that differs or is
-    missing, or None."""
-    expected = _sum_entries(manifest.read_text(encoding="utf-8", errors=NAMES))
-    try:
-        with open_archive(archive) as tar:
-            bad = _first_difference(_tar_members(tar), expected)
-        return None if bad is None else recorded_path(bad)
-    except (zstandard.ZstdError, tarfile.TarError, EOFError):
-        damaged = next(expected, ("", ""))[1] or "its end"
-        return f"{recorded_path(damaged)} (the archive is damaged from there on)"
 
 
 def recorded_backups(conn: psycopg.Connection) -> list[RecordedBackup]:

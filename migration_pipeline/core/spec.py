@@ -72,14 +72,8 @@ class Quarantined:
 
 
 @dataclass(frozen=True, slots=True)
-class Flagged:
-    """A record that was loaded but must block promotion."""
-
-    table: str
-    source_file: str
-    locator: str
-    reason: str
-    message: str
+class Flagged(Quarantined):
+    """A record that was loaded but must block promotion: where it was and why (as a quarantined one)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
+import orjson
+
 from migration_pipeline.core.spec import ColumnKind
 from migration_pipeline.core.values import describe_value
 
@@ -304,3 +306,16 @@ def mapping_table() -> str:
     lines = ["| Rust type | PostgreSQL type | Rule |", "|---|---|---|"]
     lines += [f"| `{t.rust}` | {t.postgres} | {t.rule} |" for t in RUST_TYPES]
     return "\n".join(lines) + "\n"
+
+
+def _exact_number(value: Any) -> orjson.Fragment:
+    """orjson's `default`: a Decimal (a number the strict parser kept exactly) written with its digits."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def dumps_exact(value: Any) -> bytes:
+    """A parsed JSON value as JSON text, its numbers exact (PostgreSQL's jsonb keeps their digits too); raises
+    orjson.JSONEncodeError for what JSON cannot hold."""
+    return orjson.dumps(value, default=_exact_number)

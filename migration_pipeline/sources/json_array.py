@@ -121,9 +121,10 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_float=_parse_float, parse_int=_parse_int, parse_constant=_reject_constant)
+_EXACT = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
 
 
-def _check_strings(value: Any) -> None:
+def check_strings(value: Any) -> None:
     """NUL and lone surrogates, which only `\\u` escapes can put into a string that decoded from UTF-8."""
     stack = [value]
     while stack:
@@ -157,21 +158,30 @@ def parse_json(raw: bytes, max_depth: int = DEFAULT_MAX_DEPTH, *, _shift: int = 
     return _parse(raw, _shift)
 
 
-def _parse(raw: bytes, shift: int = 0) -> Any:
+def parse_exact(raw: bytes) -> Any:
+    """One JSON text parsed strictly (a leading BOM allowed) with every number exact and of one kind: integers
+    as int, anything with a fraction or an exponent as Decimal, never a float (for amounts whose sums must
+    equal the source's to the last digit); raises JsonRejected."""
+    return _parse(raw.removeprefix(_BOM), 0, _EXACT)
+
+
+def _parse(raw: bytes, shift: int = 0, decoder: json.JSONDecoder | None = None) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise JsonRejected("invalid_json", f"invalid UTF-8 at byte offset {exc.start + shift} of the record") from None
     try:
-        value = _DECODER.decode(text)
+        value = (decoder or _DECODER).decode(text)
     except json.JSONDecodeError as exc:
         what = exc.msg.removesuffix(" at")
         at = len(text[: exc.pos].encode()) + shift
         raise JsonRejected("invalid_json", f"{what} at byte offset {at} of the record") from None
     except RecursionError:
         raise JsonRejected("too_deep", "the record nests deeper than the parser can follow") from None
+    except ValueError:  # an integer of more than 4300 digits (the exact decoder's int())
+        raise JsonRejected("invalid_json", "a number has more digits than can be read") from None
     if _SUSPECT.search(text):
-        _check_strings(value)
+        check_strings(value)
     return value
 
 
@@ -197,7 +207,9 @@ def depth_exceeds(raw: bytes, max_depth: int) -> bool:
 # --- the splitter -------------------------------------------------------------------------------------
 
 
-class _Slot(NamedTuple):
+class Slot(NamedTuple):
+    """One slot of the container: where it starts, and its bytes or why it was rejected."""
+
     offset: int
     raw: bytes | None           # None when rejected by the splitter
     problem: tuple[str, str] | None
@@ -230,7 +242,11 @@ def _what(container: Container) -> str:
     return "a JSON array" if container == "array" else "a JSON object"
 
 
-def _slots(handle: IO[bytes], container: Container, max_depth: int, block_size: int) -> Iterator[_Slot]:
+def split_items(handle: IO[bytes], container: Container, max_depth: int = DEFAULT_MAX_DEPTH,
+                block_size: int = BLOCK_SIZE) -> Iterator[Slot]:
+    """The slots of the top-level container read from `handle` (see the module docstring), each its raw bytes
+    (a member's `"key": value` for an object) or, when the splitter rejects it, its problem; nothing is
+    parsed, so that a reader may parse the slots as it needs (e.g. `parse_exact`)."""
     buf = _Blocks(handle, block_size)
     while len(buf.data) < 3 and not buf.eof:
         buf.more(0)
@@ -238,12 +254,12 @@ def _slots(handle: IO[bytes], container: Container, max_depth: int, block_size: 
     opener = ord("[") if container == "array" else ord("{")
     while not (found := _NOT_WS.search(buf.data, pos)):
         if buf.eof:
-            yield _Slot(buf.base + len(buf.data), None, ("invalid_json", "the file is empty"))
+            yield Slot(buf.base + len(buf.data), None, ("invalid_json", "the file is empty"))
             return
         pos -= buf.more(len(buf.data))
     pos = found.start()
     if buf.data[pos] != opener:
-        yield _Slot(buf.base + pos, None, ("invalid_json", f"the file does not hold {_what(container)}"))
+        yield Slot(buf.base + pos, None, ("invalid_json", f"the file does not hold {_what(container)}"))
         return
     pos += 1
     index = 0
@@ -254,7 +270,7 @@ def _slots(handle: IO[bytes], container: Container, max_depth: int, block_size: 
         while not (found := _NOT_WS.search(buf.data, pos)):
             if buf.eof:
                 end = buf.base + len(buf.data)
-                yield _Slot(end, None, ("invalid_json", f"unexpected end of file: {_what(container)} is not closed"
+                yield Slot(end, None, ("invalid_json", f"unexpected end of file: {_what(container)} is not closed"
                                                         " (0 bytes unread)"))
                 return
             pos -= buf.more(len(buf.data))
@@ -262,12 +278,12 @@ def _slots(handle: IO[bytes], container: Container, max_depth: int, block_size: 
         char = buf.data[pos]
         if char in _CLOSERS:
             if index or after_comma:
-                yield _Slot(buf.base + pos, None, ("invalid_json", "empty element: a comma before the closing bracket"))
+                yield Slot(buf.base + pos, None, ("invalid_json", "empty element: a comma before the closing bracket"))
             closer = char
             pos += 1
             break
         if char == _COMMA:
-            yield _Slot(buf.base + pos, None, ("invalid_json", "empty element: two commas with nothing between"))
+            yield Slot(buf.base + pos, None, ("invalid_json", "empty element: two commas with nothing between"))
             index += 1
             after_comma = True
             pos += 1
@@ -306,7 +322,7 @@ def _slots(handle: IO[bytes], container: Container, max_depth: int, block_size: 
             # The buffer ends inside the element: read on (an element too deep is not kept).
             if buf.eof:
                 unread = buf.base + len(buf.data) - offset
-                yield _Slot(offset, None, ("invalid_json", f"unexpected end of file: {_what(container)} is not"
+                yield Slot(offset, None, ("invalid_json", f"unexpected end of file: {_what(container)} is not"
                                                            f" closed ({unread} byte{'s' * (unread != 1)} of this"
                                                            " element unread)"))
                 return
@@ -314,9 +330,9 @@ def _slots(handle: IO[bytes], container: Container, max_depth: int, block_size: 
             pos -= moved
             start -= moved
         if too_deep:
-            yield _Slot(offset, None, ("too_deep", f"the element nests deeper than {max_depth} levels"))
+            yield Slot(offset, None, ("too_deep", f"the element nests deeper than {max_depth} levels"))
         else:
-            yield _Slot(offset, bytes(buf.data[start:pos]), None)
+            yield Slot(offset, bytes(buf.data[start:pos]), None)
         index += 1
         if buf.data[pos] == _COMMA:
             after_comma = True
@@ -340,7 +356,7 @@ def _slots(handle: IO[bytes], container: Container, max_depth: int, block_size: 
         unread = buf.base + len(buf.data) - junk_at
         problems.append(f"{unread} bytes after the closing bracket were not read")
     if problems:
-        yield _Slot(trailer_offset, None, ("invalid_json", "; ".join(problems)))
+        yield Slot(trailer_offset, None, ("invalid_json", "; ".join(problems)))
 
 
 def _member_key(raw: bytes) -> str | None:
@@ -364,7 +380,7 @@ def read_json(
     an item whose locator is its key and whose value is the member's value."""
     with open(path, "rb") as handle:
         index = -1
-        for index, slot in enumerate(_slots(handle, container, max_depth, block_size)):  # noqa: B007
+        for index, slot in enumerate(split_items(handle, container, max_depth, block_size)):  # noqa: B007
             locator = f"[{index}]"
             size = len(slot.raw) if slot.raw is not None else 0
             if slot.raw is None:

@@ -5,7 +5,7 @@ committed unit is whole and a crashed one left nothing."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -142,23 +142,20 @@ def unit_file_hashes(
 
 def manifest_status_counts(conn: psycopg.Connection, store: str, plan_id: str) -> dict[str, int]:
     """Files of the plan per manifest status (mapped, unmapped, symlink)."""
-    return {str(k): int(v) for k, v in conn.execute(
-        "SELECT status, count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s GROUP BY 1",
-        (store, plan_id)).fetchall()}
+    return _per_key(conn, "SELECT status, count(*) FROM migration.source_manifest"
+                          " WHERE store = %s AND plan_id = %s GROUP BY 1", store, plan_id)
 
 
 def records_read(conn: psycopg.Connection, store: str, plan_id: str) -> dict[str, int]:
     """Records each loaded table's readers saw, over every unit of the plan."""
-    return {str(k): int(v) for k, v in conn.execute(
-        "SELECT table_name, sum(records_seen)::bigint FROM migration.unit_progress"
-        " WHERE store = %s AND plan_id = %s GROUP BY 1", (store, plan_id)).fetchall()}
+    return _per_key(conn, "SELECT table_name, sum(records_seen)::bigint FROM migration.unit_progress"
+                          " WHERE store = %s AND plan_id = %s GROUP BY 1", store, plan_id)
 
 
 def source_records(conn: psycopg.Connection, store: str, plan_id: str) -> dict[str, int]:
     """A table's source records: as counted apart from its reader where the store did, else as read."""
-    return {str(k): int(v) for k, v in conn.execute(
-        "SELECT table_name, sum(coalesce(records_counted, records_seen)) FROM migration.unit_progress"
-        " WHERE store = %s AND plan_id = %s GROUP BY 1", (store, plan_id)).fetchall()}
+    return _per_key(conn, "SELECT table_name, sum(coalesce(records_counted, records_seen)) FROM migration.unit_progress"
+                          " WHERE store = %s AND plan_id = %s GROUP BY 1", store, plan_id)
 
 
 def source_hash_sum(conn: psycopg.Connection, store: str, plan_id: str, table: str) -> int:
@@ -183,15 +180,18 @@ def units_progress(
 
 
 def quarantined_per_table(conn: psycopg.Connection, store: str, plan_id: str) -> dict[str, int]:
-    return {str(k): int(v) for k, v in conn.execute(
-        "SELECT table_name, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1",
-        (store, plan_id)).fetchall()}
+    return _per_key(conn, "SELECT table_name, count(*) FROM migration.quarantine"
+                          " WHERE store = %s AND plan_id = %s GROUP BY 1", store, plan_id)
 
 
 def quarantined_per_reason(conn: psycopg.Connection, store: str, plan_id: str) -> dict[str, int]:
-    return {str(k): int(v) for k, v in conn.execute(
-        "SELECT reason, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1",
-        (store, plan_id)).fetchall()}
+    return _per_key(conn, "SELECT reason, count(*) FROM migration.quarantine"
+                          " WHERE store = %s AND plan_id = %s GROUP BY 1", store, plan_id)
+
+
+def _per_key(conn: psycopg.Connection, query: LiteralString, store: str, plan_id: str) -> dict[str, int]:
+    """{key: count} of a `SELECT key, count ... GROUP BY 1` of one plan."""
+    return {str(k): int(v) for k, v in conn.execute(query, (store, plan_id)).fetchall()}
 
 
 def quarantined_in_units(conn: psycopg.Connection, store: str, plan_id: str, table: str, units: Collection[int]) -> int:
@@ -325,3 +325,11 @@ def discard_other_plans(conn: psycopg.Connection, store: str, keep: Sequence[str
             sql.SQL("DELETE FROM migration.{} WHERE store = %s AND plan_id <> ALL(%s)").format(sql.Identifier(table)),
             (store, list(keep)),
         )
+
+
+def flags_per_reason(conn: psycopg.Connection, store: str, plan_id: str) -> list[tuple[str, int, list[str]]]:
+    """(reason, records, the first 20 of their files by name) of the plan's flagged records."""
+    return [(str(r[0]), int(r[1]), list(r[2])) for r in conn.execute(
+        """SELECT reason, count(*), (array_agg(source_file ORDER BY source_file))[1:20]
+           FROM migration.flagged_records WHERE store = %s AND plan_id = %s GROUP BY reason ORDER BY reason""",
+        (store, plan_id)).fetchall()]

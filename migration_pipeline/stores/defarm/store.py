@@ -18,17 +18,14 @@ enum variants the service did not declare, blank lines) is counted while reading
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from migration_pipeline.core.manifest import describe_file, walk_files
+from migration_pipeline.core.manifest import describe_file
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -43,7 +40,9 @@ from migration_pipeline.core.spec import (
 )
 from migration_pipeline.sources import coerce
 from migration_pipeline.sources.coerce import EnumValue, Invalid, Shape, Timestamp
+from migration_pipeline.sources.files import discover_fixed_files
 from migration_pipeline.sources.jsonl import JsonLines, count_lines
+from migration_pipeline.sources.records import Reject
 from migration_pipeline.stores import expectations as ex
 
 SNAPSHOT_DIR = "snapshot"
@@ -227,40 +226,16 @@ def engine(name: str) -> Engine:
 
 def discover(store_dir: Path) -> Discovery:
     """One unit per present engine file, in load order; every other file under the store is unmapped."""
-    present = [(n, e.name) for n, e in enumerate(ENGINES) if (store_dir / SNAPSHOT_DIR / f"{e.name}.jsonl").is_file()]
-    mapped = {f"{SNAPSHOT_DIR}/{name}.jsonl" for _, name in present}
-    everything = walk_files(store_dir) if store_dir.is_dir() else []
-    digest = hashlib.sha256()
-    for rel in everything:
-        st = os.stat(store_dir / rel)
-        digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return Discovery(
-        units=tuple(Unit(number=n, payload=(n, name)) for n, name in present),
-        unmapped=tuple(rel for rel in everything if rel not in mapped),
-        fingerprint=digest.hexdigest(),
-    )
+    return discover_fixed_files(store_dir, [f"{SNAPSHOT_DIR}/{e.name}.jsonl" for e in ENGINES],
+                                lambda n, _: (n, ENGINES[n].name))
 
 
 # --- a record → a row ---------------------------------------------------------------------------------------------
 
 
-class Reject(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-def _exact_number(value: Any) -> orjson.Fragment:
-    """orjson's `default`: a Decimal (a number the strict parser kept exactly) written with its digits."""
-    if isinstance(value, Decimal) and value.is_finite():
-        return orjson.Fragment(str(value))
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
 def _jsonb(value: Any) -> orjson.Fragment | None:
     """A jsonb value serialised once, its numbers exact (PostgreSQL keeps their digits too)."""
-    return None if value is None else orjson.Fragment(orjson.dumps(value, default=_exact_number))
+    return None if value is None else orjson.Fragment(coerce.dumps_exact(value))
 
 
 _EMPTY = orjson.Fragment(b"{}")

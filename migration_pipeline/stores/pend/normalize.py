@@ -14,6 +14,7 @@ import orjson
 
 from migration_pipeline.core.timestamps import InvalidTimestamp, parse_timestamp
 from migration_pipeline.core.values import describe_value
+from migration_pipeline.sources.records import Reject as Reject
 
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}", re.ASCII)
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,78}(\.[0-9]{1,78})?", re.ASCII)
@@ -22,13 +23,6 @@ MAX_EXPONENT = 1000  # a JSON number like 1e999999 would be a million digits in 
 KYC_STATUSES = ("none", "pending", "approved", "rejected")
 _INT32 = 2**31
 _INT64 = 2**63
-
-
-class Reject(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 def _invalid(field: str, value: Any, what: str) -> Reject:

@@ -2,35 +2,24 @@
 
 Files are split into their top-level elements by `sources.json_array`'s byte-level splitter (one element in
 memory at a time; a bad element never moves the next one's boundaries), and each element is parsed strictly
-here with every number exact: integers as int, anything with a fraction or an exponent as Decimal, never
-through a float (the shared reader returns a float where one gives the number back exactly; amounts and wei
-values must keep their digits, and their sums must equal the source's to the last one). NaN and Infinity
-are not JSON; NUL and lone surrogates are refused as the shared reader refuses them. Messages say what is
-wrong and where, never a source value.
+with every number exact (`json_array.parse_exact`: integers as int, anything with a fraction or an exponent
+as Decimal, never a float; amounts and wei values must keep their digits, and their sums must equal the
+source's to the last one). Messages say what is wrong and where, never a source value.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-# The splitter and the string rule of the shared reader; its parse step is replaced by the exact one below.
-from migration_pipeline.sources.json_array import (
-    BLOCK_SIZE,
-    DEFAULT_MAX_DEPTH,
-    JsonRejected,
-    _check_strings,
-    _slots,
-)
+from migration_pipeline.sources.json_array import JsonRejected, split_items
+from migration_pipeline.sources.json_array import parse_exact as loads_exact
 
 _BOM = b"\xef\xbb\xbf"
 _USERS_PREFIX = re.compile(rb'\s*\{\s*"users"\s*:\s*(?=\{)')
-_SUSPECT = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,36 +32,8 @@ class Item:
     message: str = ""
 
 
-def _reject_constant(name: str) -> Any:
-    raise JsonRejected("invalid_json", f"{name} is not JSON")
-
-
-_EXACT = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
-
-
-def loads_exact(raw: bytes) -> Any:
-    """One JSON text parsed strictly with exact numbers (a leading BOM allowed); raises JsonRejected."""
-    raw = raw.removeprefix(_BOM)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise JsonRejected("invalid_json", f"invalid UTF-8 at byte offset {exc.start} of the record") from None
-    try:
-        value = _EXACT.decode(text)
-    except json.JSONDecodeError as exc:
-        at = len(text[: exc.pos].encode())
-        raise JsonRejected("invalid_json", f"{exc.msg.removesuffix(' at')} at byte offset {at} of the record") from None
-    except RecursionError:
-        raise JsonRejected("too_deep", "the record nests deeper than the parser can follow") from None
-    except ValueError:  # an integer of more than 4300 digits
-        raise JsonRejected("invalid_json", "a number has more digits than can be read") from None
-    if _SUSPECT.search(text):
-        _check_strings(value)
-    return value
-
-
 def _items(handle: IO[bytes], container: Any, locator: str) -> Iterator[Item]:
-    for index, slot in enumerate(_slots(handle, container, DEFAULT_MAX_DEPTH, BLOCK_SIZE)):
+    for index, slot in enumerate(split_items(handle, container)):
         where = locator.format(index)
         if slot.raw is None:
             assert slot.problem is not None

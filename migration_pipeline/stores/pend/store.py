@@ -18,7 +18,6 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from migration_pipeline.core.manifest import describe_file, read_unless_larger, recorded_path, walk_files
 from migration_pipeline.core.serving import Lookup, serving_gate
@@ -37,6 +36,7 @@ from migration_pipeline.core.spec import (
 )
 from migration_pipeline.sources.json_array import JsonRejected
 from migration_pipeline.sources.json_count import count_items
+from migration_pipeline.sources.records import FileRows
 from migration_pipeline.stores import expectations as ex
 from migration_pipeline.stores.pend import normalize as nz
 from migration_pipeline.stores.pend.readers import Item, loads_exact, read_array, read_users
@@ -165,16 +165,9 @@ def _read_records(unit: Unit, context: ReadContext) -> Iterator[Batch]:
     table = "users" if kind == "users" else kind
     batch = Batch()
     batch.manifest.append(describe_file(context.store_dir, relative, mapped=True))
-    seq = unit.number << SEQ_SHIFT
+    rows = FileRows(batch, relative, unit.number << SEQ_SHIFT)
+    emit, refuse = rows.emit, rows.reject
     unknown: dict[str, list[str]] = {t.name: [] for t in PEND_TABLES}
-
-    def emit(target: str, row: tuple[Any, ...], locator: str) -> None:
-        nonlocal seq
-        seq += 1
-        batch.add_row(target, (*row, relative, locator, seq))
-
-    def refuse(target: str, locator: str, reason: str, message: str) -> None:
-        batch.quarantine(target, relative, locator, reason, message)
 
     path = context.store_dir / relative
     items: Iterator[Item]
@@ -207,7 +200,8 @@ def _read_records(unit: Unit, context: ReadContext) -> Iterator[Batch]:
         if pending >= BATCH_RECORDS:
             _count_unknown(batch, unknown)
             yield batch
-            batch, pending = Batch(), 0
+            batch = rows.batch = Batch()
+            pending = 0
     _count_unknown(batch, unknown)
     yield batch
 

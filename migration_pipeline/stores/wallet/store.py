@@ -21,6 +21,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from migration_pipeline.core.bookkeeping.units import flags_per_reason
 from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_keys
 from migration_pipeline.core.manifest import describe_file, read_unless_larger, scan_folder, walk_files
 from migration_pipeline.core.names import staging_schema
@@ -44,6 +45,7 @@ from migration_pipeline.core.spec import (
 from migration_pipeline.core.timestamps import InvalidTimestamp, from_ns, parse_timestamp
 from migration_pipeline.core.values import describe_value
 from migration_pipeline.sources.json_array import JsonRejected, parse_json
+from migration_pipeline.sources.records import Reject as _Reject
 from migration_pipeline.stores import expectations as ex
 
 WALLET_DIR = "storage/wallets"
@@ -136,13 +138,6 @@ def _fingerprint(names: list[str]) -> str:
         digest.update(("\n" if start else "").encode() + "\n".join(names[start : start + 65536]).encode(
             "utf-8", "surrogateescape"))  # a name that is not UTF-8 is hashed as its bytes
     return digest.hexdigest()
-
-
-class _Reject(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 def read_unit(unit: Unit, context: ReadContext) -> Iterator[Batch]:
@@ -285,11 +280,7 @@ def _json_type(value: Any) -> str:
 
 
 def _key_verification(conn: psycopg.Connection, store: str, plan_id: str) -> tuple[bool, str, dict[str, Any]]:
-    rows = conn.execute(
-        """SELECT reason, count(*), (array_agg(source_file ORDER BY source_file))[1:20]
-           FROM migration.flagged_records WHERE store = %s AND plan_id = %s GROUP BY reason ORDER BY reason""",
-        (store, plan_id),
-    ).fetchall()
+    rows = flags_per_reason(conn, store, plan_id)
     with_key = conn.execute(
         sql.SQL("SELECT count(*) FROM {}.wallets WHERE encrypted_private_key IS NOT NULL").format(
             sql.Identifier(staging_schema(store)))
