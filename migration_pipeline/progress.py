@@ -15,6 +15,7 @@ a failed poll (the server gone, the database not created yet) is skipped silentl
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -320,19 +321,30 @@ def watch_progress_bar(database_url: str, store: str | Sequence[str], *, file: A
     """A live bar on a terminal while the block runs: the phase, units loaded of the total, files, rows,
     rows/s, elapsed and ETA; left on screen at the end, followed by the loaded counts (`final_line`)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
+    from rich.text import Text
+
+    started = time.monotonic()
+
+    class Elapsed(ProgressColumn):  # rich's own stops when the units are all loaded; the run goes on
+        def render(self, task: Any) -> Text:
+            return Text(f"elapsed {clock(time.monotonic() - started)}", style="progress.elapsed")
 
     stores = [store] if isinstance(store, str) else list(store)
-    console = Console(file=file, highlight=False)
-    bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(),
-                   TextColumn("units {task.fields[detail]}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+    try:  # measured now: while a Dagster step runs, stdout's descriptor points at the step's log file
+        width: int | None = os.get_terminal_size(file.fileno()).columns if file is not None else None
+    except (OSError, ValueError, AttributeError):
+        width = None
+    console = Console(file=file, highlight=False, width=width or None)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                   TextColumn("units {task.fields[detail]}"), Elapsed(), TextColumn("{task.fields[eta]}"),
                    console=console, refresh_per_second=4, redirect_stdout=False, redirect_stderr=False)
     task = bar.add_task(f"{stores[0]}: {PHASES['starting']}", total=None, detail="", eta="")
     rate = _Rate()
 
     def on_snapshot(snap: Snapshot, elapsed: float) -> None:
         rows_per_s, left = rate.update(snap, elapsed)
-        detail = f"{snap.files:,} files {snap.rows:,} rows" + (f" {rows_per_s:,.0f} rows/s" if rows_per_s else "")
+        detail = f"{snap.files:,} files, {snap.rows:,} rows" + (f", {rows_per_s:,.0f} rows/s" if rows_per_s else "")
         what = PHASES[snap.phase] + (f" {snap.backup_bytes / 2**20:,.0f} MiB" if snap.backup_bytes else "")
         bar.update(task, description=f"{snap.store}: {what}", completed=snap.units_done,
                    total=snap.units_total or None, detail=detail, eta=f"ETA {clock(left)}" if left is not None else "")

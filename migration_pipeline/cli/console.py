@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -21,16 +22,39 @@ def _print_now(line: str) -> None:
     print(line, flush=True)
 
 
+@contextmanager
 def store_progress(args: argparse.Namespace, database_url: str, stores: str | Sequence[str],
-                   backup_dir: Path | None = None) -> AbstractContextManager[Any]:
+                   backup_dir: Path | None = None) -> Iterator[None]:
     """Progress of the stores' runs while the block runs, read from the database (see progress.py)."""
     from migration_pipeline.progress import watch_progress, watch_progress_bar
 
     if getattr(args, "quiet", False):
-        return nullcontext()
-    if sys.stdout.isatty():
-        return watch_progress_bar(database_url, stores, backup_dir=backup_dir)
-    return watch_progress(database_url, stores, _print_now, PROGRESS_EVERY_S, backup_dir=backup_dir)
+        yield
+        return
+    with _own_stdout() as out:
+        def line(text: str) -> None:
+            out.write(f"{text}\n")
+            out.flush()
+
+        shown = watch_progress_bar(database_url, stores, file=out, backup_dir=backup_dir) if out.isatty() else \
+            watch_progress(database_url, stores, line, PROGRESS_EVERY_S, backup_dir=backup_dir)
+        with shown:
+            yield
+
+
+@contextmanager
+def _own_stdout() -> Iterator[TextIO]:
+    """A stream of its own on what stdout is now: Dagster points file descriptor 1 at a step's compute log
+    while the step runs (and tails it back after), which would put the bar into every step's log and show it
+    late, or garbled."""
+    sys.stdout.flush()
+    try:
+        fd = os.dup(sys.stdout.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):  # not a file (captured by a test): as it is
+        yield sys.stdout
+        return
+    with os.fdopen(fd, "w", buffering=1, encoding=sys.stdout.encoding or "utf-8", errors="replace") as out:
+        yield out
 
 
 def work_progress(args: argparse.Namespace, what: str) -> AbstractContextManager[Any]:
