@@ -193,9 +193,10 @@ def counts(snap: Snapshot) -> str:
     return f"{units} units, {snap.files:,} files, {snap.rows:,} rows"
 
 
-def progress_line(snap: Snapshot, elapsed: float, rows_per_s: float | None = None, left: float | None = None) -> str:
+def progress_line(snap: Snapshot, elapsed: float, rows_per_s: float | None = None, left: float | None = None,
+                  phases: dict[str, str] = PHASES) -> str:
     """`wallet: loading 412/1,000 units, 824,000 files, 824,000 rows, 35,120 rows/s, ETA 0:32, elapsed 0:51`."""
-    parts = [f"{snap.store}: {PHASES[snap.phase]}"]
+    parts = [f"{snap.store}: {phases[snap.phase]}"]
     if snap.phase == "backing_up" and snap.backup_bytes:
         parts[0] += f", {snap.backup_bytes / 2**20:,.0f} MiB written"
     if snap.phase == "loading" or snap.loaded_any:
@@ -290,11 +291,13 @@ class Watcher:
 @contextmanager
 def watch_progress(database_url: str, store: str | Sequence[str], sink: Callable[[str], None],
                    every_s: float = LINE_SECONDS, *, backup_dir: Path | None = None,
-                   poll_s: float = POLL_SECONDS) -> Iterator[Watcher]:
+                   poll_s: float = POLL_SECONDS, starting: str = PHASES["starting"]) -> Iterator[Watcher]:
     """While the block runs, `sink` gets a line of the store's progress every `every_s` seconds and at each
     change of phase; at the end, the loaded counts. For Dagster: `with watch_progress(url, name,
-    context.log.info): ...`; on a pipe: `sink=print`."""
+    context.log.info): ...`; on a pipe: `sink=print`. `starting` names what happens before the store's run
+    shows in the database (the bench generates and measures its floor then)."""
     stores = [store] if isinstance(store, str) else list(store)
+    phases = {**PHASES, "starting": starting}
     rate = _Rate()
     last: dict[str, Any] = {"at": None, "phase": None}
 
@@ -302,7 +305,7 @@ def watch_progress(database_url: str, store: str | Sequence[str], sink: Callable
         rows_per_s, left = rate.update(snap, elapsed)
         due = last["at"] is None or elapsed - last["at"] >= every_s - poll_s / 2
         if due or (snap.store, snap.phase) != last["phase"]:
-            sink(progress_line(snap, elapsed, rows_per_s, left))
+            sink(progress_line(snap, elapsed, rows_per_s, left, phases))
             last["at"], last["phase"] = elapsed, (snap.store, snap.phase)
 
     watcher = Watcher(database_url, stores, on_snapshot, backup_dir, poll_s).start()
@@ -317,7 +320,8 @@ def watch_progress(database_url: str, store: str | Sequence[str], sink: Callable
 
 @contextmanager
 def watch_progress_bar(database_url: str, store: str | Sequence[str], *, file: Any = None,
-                       backup_dir: Path | None = None, poll_s: float = POLL_SECONDS) -> Iterator[Watcher]:
+                       backup_dir: Path | None = None, poll_s: float = POLL_SECONDS,
+                       starting: str = PHASES["starting"]) -> Iterator[Watcher]:
     """A live bar on a terminal while the block runs: the phase, units loaded of the total, files, rows,
     rows/s, elapsed and ETA; left on screen at the end, followed by the loaded counts (`final_line`)."""
     from rich.console import Console
@@ -339,13 +343,14 @@ def watch_progress_bar(database_url: str, store: str | Sequence[str], *, file: A
     bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                    TextColumn("units {task.fields[detail]}"), Elapsed(), TextColumn("{task.fields[eta]}"),
                    console=console, refresh_per_second=4, redirect_stdout=False, redirect_stderr=False)
-    task = bar.add_task(f"{stores[0]}: {PHASES['starting']}", total=None, detail="", eta="")
+    phases = {**PHASES, "starting": starting}
+    task = bar.add_task(f"{stores[0]}: {starting}", total=None, detail="", eta="")
     rate = _Rate()
 
     def on_snapshot(snap: Snapshot, elapsed: float) -> None:
         rows_per_s, left = rate.update(snap, elapsed)
         detail = f"{snap.files:,} files, {snap.rows:,} rows" + (f", {rows_per_s:,.0f} rows/s" if rows_per_s else "")
-        what = PHASES[snap.phase] + (f" {snap.backup_bytes / 2**20:,.0f} MiB" if snap.backup_bytes else "")
+        what = phases[snap.phase] + (f" {snap.backup_bytes / 2**20:,.0f} MiB" if snap.backup_bytes else "")
         bar.update(task, description=f"{snap.store}: {what}", completed=snap.units_done,
                    total=snap.units_total or None, detail=detail, eta=f"ETA {clock(left)}" if left is not None else "")
 

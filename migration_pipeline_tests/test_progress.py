@@ -44,13 +44,14 @@ def _files(conn: psycopg.Connection, plan_id: str, unit: int | None, count: int)
 
 
 def _unit(conn: psycopg.Connection, plan_id: str, unit: int, rows: dict[str, int], files: int) -> None:
-    """A unit committed as the load commits one: its progress per table and its files."""
-    for table, emitted in rows.items():
-        conn.execute(
-            "INSERT INTO migration.unit_progress (store, plan_id, unit_no, table_name, records_seen, rows_emitted,"
-            " row_hash_sum, run_id) VALUES ('wallet', %s, %s, %s, %s, %s, 0, 'r1')",
-            (plan_id, unit, table, emitted + 1, emitted))
-    _files(conn, plan_id, unit, files)
+    """A unit committed as the load commits one: its progress per table and its files, in one transaction."""
+    with conn.transaction():
+        for table, emitted in rows.items():
+            conn.execute(
+                "INSERT INTO migration.unit_progress (store, plan_id, unit_no, table_name, records_seen, rows_emitted,"
+                " row_hash_sum, run_id) VALUES ('wallet', %s, %s, %s, %s, %s, 0, 'r1')",
+                (plan_id, unit, table, emitted + 1, emitted))
+        _files(conn, plan_id, unit, files)
 
 
 def _read(reader: StoreProgress, conn: psycopg.Connection) -> Snapshot:
@@ -175,3 +176,21 @@ def test_the_store_shown_is_the_one_being_worked_on(phase: str) -> None:
     assert watcher.current() == Snapshot("metagauge", "loading")
     watcher.latest["metagauge"] = Snapshot("metagauge", "starting")
     assert watcher.current() == (Snapshot("wallet", "promoted") if phase == "promoted" else Snapshot("wallet"))
+
+
+def test_heartbeat_says_what_and_how_long_every_few_seconds() -> None:
+    from migration_pipeline.progress import heartbeat
+
+    lines: list[str] = []
+    with heartbeat("generate: writing the wallet store", lines.append, every_s=0.2):
+        time.sleep(0.7)
+    assert lines == ["generate: writing the wallet store, elapsed 0:00"] * 3
+
+
+def test_the_starting_phase_can_be_named_for_what_the_caller_does_first() -> None:
+    lines: list[str] = []
+    with watch_progress("postgresql://nobody@127.0.0.1:1/none", "wallet", lines.append, every_s=0.2, poll_s=0.05,
+                        starting="measuring the floor") as watcher:
+        watcher.latest["wallet"] = Snapshot("wallet")
+        time.sleep(0.3)
+    assert lines[0] == "wallet: measuring the floor, elapsed 0:00", lines

@@ -24,7 +24,7 @@ def _print_now(line: str) -> None:
 
 @contextmanager
 def store_progress(args: argparse.Namespace, database_url: str, stores: str | Sequence[str],
-                   backup_dir: Path | None = None) -> Iterator[None]:
+                   backup_dir: Path | None = None, starting: str = "starting") -> Iterator[None]:
     """Progress of the stores' runs while the block runs, read from the database (see progress.py)."""
     from migration_pipeline.progress import watch_progress, watch_progress_bar
 
@@ -36,8 +36,9 @@ def store_progress(args: argparse.Namespace, database_url: str, stores: str | Se
             out.write(f"{text}\n")
             out.flush()
 
-        shown = watch_progress_bar(database_url, stores, file=out, backup_dir=backup_dir) if out.isatty() else \
-            watch_progress(database_url, stores, line, PROGRESS_EVERY_S, backup_dir=backup_dir)
+        shown = watch_progress_bar(database_url, stores, file=out, backup_dir=backup_dir, starting=starting) \
+            if out.isatty() else watch_progress(database_url, stores, line, PROGRESS_EVERY_S, backup_dir=backup_dir,
+                                                starting=starting)
         with shown:
             yield
 

@@ -42,6 +42,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     workers = args.workers or workers_from_env()
     stores = ["wallet", "metagauge"] if args.metagauge_users else ["wallet"]
     # The bench migrates into a database of its own on the same server (see bench.run_benchmark).
-    with store_progress(args, with_database(env.database_url, "migration_bench"), stores, env.backup_dir):
+    with store_progress(args, with_database(env.database_url, "migration_bench"), stores, env.backup_dir,
+                        starting="generating the store, measuring the floor or starting"):
         return run_benchmark(env.database_url, users=args.users, workers=workers, keep=args.keep,
                              sync_changes=args.sync_changes, metagauge_users=args.metagauge_users)

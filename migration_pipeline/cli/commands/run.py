@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from migration_pipeline.cli.console import stderr_without, store_progress
+from migration_pipeline.cli.console import stderr_without, store_progress, work_progress
 from migration_pipeline.cli.environment import preflight_run, prepare, schema_applied, selected_stores, user
 from migration_pipeline.core.errors import ConfigurationError, shorten_paths
 from migration_pipeline.core.names import gates_op
@@ -43,23 +43,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not present:
         raise ConfigurationError(f"no store folder found under {env.source_root}")
 
-    schema_applied(env.database_url)
-    preflight_run(env, present)  # before importing the definitions: GX alone takes seconds to import
-    args.started = True
+    # Before the first store's run shows in the database: at 2M files the free-disk check walks them all, and
+    # importing Dagster and Great Expectations takes seconds more.
+    with work_progress(args, "preparing the run: sql/, folders, free disk, the Dagster definitions"):
+        schema_applied(env.database_url)
+        preflight_run(env, present)  # before importing the definitions: GX alone takes seconds to import
+        args.started = True
 
-    from dagster import DagsterInstance
+        from dagster import DagsterInstance
 
-    from migration_pipeline.core.database import connect
-    from migration_pipeline.core.reconcile import DEFAULT_MAX_ROW_LOSS_PERCENT
-    from migration_pipeline.definitions import defs, job_name
-    from migration_pipeline.summary import print_store_summary
+        from migration_pipeline.core.database import connect
+        from migration_pipeline.core.reconcile import DEFAULT_MAX_ROW_LOSS_PERCENT
+        from migration_pipeline.definitions import defs, job_name
+        from migration_pipeline.summary import print_store_summary
 
-    _fail_fast_when_postgres_goes_away()
-    # Runs started at once on a fresh database would race to create Dagster's tables (dagster-postgres then
-    # logs retries on stderr): the first creates them while the others wait.
-    with connect(env.database_url, autocommit=True) as lock:
-        lock.execute("SELECT pg_advisory_lock(hashtext('migration-pipeline:dagster-instance'))")
-        instance = DagsterInstance.get()
+        _fail_fast_when_postgres_goes_away()
+        # Runs started at once on a fresh database would race to create Dagster's tables (dagster-postgres then
+        # logs retries on stderr): the first creates them while the others wait.
+        with connect(env.database_url, autocommit=True) as lock:
+            lock.execute("SELECT pg_advisory_lock(hashtext('migration-pipeline:dagster-instance'))")
+            instance = DagsterInstance.get()
     failures: list[str] = []
     for name in present:
         job = defs.resolve_job_def(job_name(name))
