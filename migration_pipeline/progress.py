@@ -236,6 +236,13 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="migration-progress", daemon=True)
 
     def start(self) -> Watcher:
+        """The first poll here, before the work starts: what the database shows now is the previous run's."""
+        first = self.poll()
+        if first is not None:
+            try:
+                self.on_snapshot(first, time.monotonic() - self.started)
+            except Exception:  # noqa: S110 (showing progress must never break the work)
+                pass
         self._thread.start()
         return self
 
@@ -270,14 +277,13 @@ class Watcher:
         return self.current()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.poll_s):
             snap = self.poll()
             if snap is not None and not self._stop.is_set():
                 try:
                     self.on_snapshot(snap, time.monotonic() - self.started)
                 except Exception:  # noqa: S110 (showing progress must never break the work)
                     pass
-            self._stop.wait(self.poll_s)
 
     def _close(self) -> None:
         if self._conn is not None:

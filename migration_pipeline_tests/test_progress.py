@@ -194,3 +194,25 @@ def test_the_starting_phase_can_be_named_for_what_the_caller_does_first() -> Non
         watcher.latest["wallet"] = Snapshot("wallet")
         time.sleep(0.3)
     assert lines[0] == "wallet: measuring the floor, elapsed 0:00", lines
+
+
+def test_the_lines_reach_the_dagster_event_log_from_the_watcher_thread(database_url: str) -> None:
+    """The wiring the assets use: `sink=context.log.info`, called from the watcher's thread while the step works."""
+    from dagster import DagsterInstance, asset, materialize
+
+    @asset
+    def loads(context) -> None:  # type: ignore[no-untyped-def]  # (a string annotation: Dagster cannot resolve a local import)
+        with connect(database_url, autocommit=True) as conn, \
+                watch_progress(database_url, "wallet", context.log.info, every_s=0.3, poll_s=0.05):
+            _plan(conn, "p1", "r1", "loading", 1)
+            time.sleep(0.4)
+            _unit(conn, "p1", 0, {"wallets": 9}, 4)
+            time.sleep(0.4)
+
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([loads], instance=instance)
+        assert result.success
+        messages = [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]
+    lines = [m for m in messages if m.startswith("wallet: ")]
+    assert "wallet: loading 0/1 units, 0 files, 0 rows, elapsed 0:00" in lines, messages
+    assert re.fullmatch(r"wallet: loaded 1/1 units, 4 files, 9 rows in \d\.\d s; elapsed 0:00", lines[-1]), messages
