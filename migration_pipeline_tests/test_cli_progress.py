@@ -8,9 +8,11 @@ import os
 import pty
 import re
 import select
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from pathlib import Path
@@ -196,24 +198,34 @@ def test_status_says_which_database_when_the_url_is_given(how: str, tmp_path: Pa
 
 
 def test_status_says_where_the_embedded_server_runs_and_stop_stops_it(tmp_path: Path) -> None:
-    from migration_pipeline.core.database import embedded_server_running, redact_dsn, start_embedded_server
+    from migration_pipeline.core.database import (
+        embedded_server_running,
+        redact_dsn,
+        start_embedded_server,
+        stop_embedded_server,
+    )
 
-    work = tmp_path / "elsewhere"
-    work.mkdir()
-    url = start_embedded_server(work / ".pgdata", keep_running=True)
+    # Not under pytest's basetemp: the server runs as another user, who must traverse the folders above its data,
+    # and a concurrent pytest session resets the basetemp's permissions (as conftest's server_url says).
+    work = Path(tempfile.mkdtemp(prefix="mp-test-embedded-"))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "migration_pipeline.cli", *args], cwd=work, env=_env(tmp_path),
+                              capture_output=True, text=True, timeout=240)
+
     try:
-        status = _cli(tmp_path, "status", "--source-root", str(SAMPLES))
+        url = start_embedded_server(work / ".pgdata", keep_running=True)
+        status = cli("status", "--source-root", str(SAMPLES))
         assert status.returncode == 0, status.stderr
         assert status.stdout.splitlines()[-1] == (
             f"embedded PostgreSQL: running (data in {work / '.pgdata'}, at {redact_dsn(url)}; `migration-pipeline stop` "
             "stops it)")
-        stopped = _cli(tmp_path, "stop")
+        stopped = cli("stop")
         assert (stopped.returncode, stopped.stdout) == (
             0, f"stopped the embedded PostgreSQL (data kept in {work / '.pgdata'})\n")
         assert not embedded_server_running(work / ".pgdata")
-        again = _cli(tmp_path, "stop")
+        again = cli("stop")
         assert again.stdout == f"the embedded PostgreSQL is not running (data folder {work / '.pgdata'})\n"
     finally:
-        from migration_pipeline.core.database import stop_embedded_server
-
         stop_embedded_server(work / ".pgdata")
+        shutil.rmtree(work, ignore_errors=True)
