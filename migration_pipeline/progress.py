@@ -68,6 +68,7 @@ class _Plan:
     units: dict[int, int] = field(default_factory=dict)  # unit -> rows emitted
     files: int = 0
     load_seconds: float = 0.0
+    age_offset: float = 0.0  # a resumed plan started in an earlier run: its age counts from now
 
 
 class StoreProgress:
@@ -91,9 +92,14 @@ class StoreProgress:
             return self._before_staging(conn)
         plan_id, run_id, status, units_total, age = row
         if self._plan is None or self._plan.plan_id != plan_id:
+            resumed = self._baseline is not None and self._baseline[0] == plan_id
             self._plan = _Plan(plan_id, files=self._one(conn, (
                 "SELECT count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s AND unit_no IS NULL"),
-                plan_id))
+                plan_id), age_offset=age if resumed else 0.0)
+            self._plan.units = dict.fromkeys(self._committed(conn, plan_id), 0) if resumed else {}
+            if resumed:  # the units an earlier run committed: counted once, their load not timed
+                self._plan.files += self._one(conn, "SELECT count(*) FROM migration.source_manifest WHERE store = %s"
+                                              " AND plan_id = %s AND unit_no = ANY(%s)", plan_id, list(self._plan.units))
         plan = self._plan
         units = dict(conn.execute(
             "SELECT unit_no, sum(rows_emitted)::bigint FROM migration.unit_progress WHERE store = %s AND plan_id = %s"
@@ -102,7 +108,7 @@ class StoreProgress:
         if new:
             plan.files += self._one(conn, "SELECT count(*) FROM migration.source_manifest WHERE store = %s"
                                     " AND plan_id = %s AND unit_no = ANY(%s)", plan_id, new)
-            plan.load_seconds = age
+            plan.load_seconds = age - plan.age_offset
         plan.units = units
         done = len(units)
         if status == "loading":
@@ -117,6 +123,10 @@ class StoreProgress:
             phase = "promoted" if status == "promoted" else "starting"
         return Snapshot(self.store, phase, done, units_total, plan.files, sum(units.values()),
                         load_seconds=plan.load_seconds)
+
+    def _committed(self, conn: psycopg.Connection[Any], plan_id: str) -> list[int]:
+        return [r[0] for r in conn.execute("SELECT DISTINCT unit_no FROM migration.unit_progress WHERE store = %s"
+                                           " AND plan_id = %s", (self.store, plan_id))]
 
     def _staging_row(self, conn: psycopg.Connection[Any]) -> tuple[str, str, str, int, float] | None:
         try:

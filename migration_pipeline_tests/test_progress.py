@@ -164,7 +164,7 @@ def test_a_server_that_cannot_be_reached_is_no_error_and_no_line_but_the_last(tm
     lines: list[str] = []
     with watch_progress("postgresql://nobody@127.0.0.1:1/none", "wallet", lines.append, every_s=0.2, poll_s=0.05):
         time.sleep(0.3)
-    assert lines == ["wallet: no unit loaded by this run; elapsed 0:00"]
+    assert len(lines) == 1 and re.fullmatch(r"wallet: no unit loaded by this run; elapsed 0:0\d", lines[0]), lines
 
 
 @pytest.mark.parametrize("phase", ["starting", "promoted"])
@@ -184,7 +184,8 @@ def test_heartbeat_says_what_and_how_long_every_few_seconds() -> None:
     lines: list[str] = []
     with heartbeat("generate: writing the wallet store", lines.append, every_s=0.2):
         time.sleep(0.7)
-    assert lines == ["generate: writing the wallet store, elapsed 0:00"] * 3
+    assert 2 <= len(lines) <= 3, lines  # at 0.2, 0.4 and 0.6 s (one may be late on a loaded machine)
+    assert all(re.fullmatch(r"generate: writing the wallet store, elapsed 0:0\d", line) for line in lines), lines
 
 
 def test_the_starting_phase_can_be_named_for_what_the_caller_does_first() -> None:
@@ -193,7 +194,7 @@ def test_the_starting_phase_can_be_named_for_what_the_caller_does_first() -> Non
                         starting="measuring the floor") as watcher:
         watcher.latest["wallet"] = Snapshot("wallet")
         time.sleep(0.3)
-    assert lines[0] == "wallet: measuring the floor, elapsed 0:00", lines
+    assert re.fullmatch(r"wallet: measuring the floor, elapsed 0:0\d", lines[0]), lines
 
 
 def test_the_lines_reach_the_dagster_event_log_from_the_watcher_thread(database_url: str) -> None:
@@ -214,5 +215,5 @@ def test_the_lines_reach_the_dagster_event_log_from_the_watcher_thread(database_
         assert result.success
         messages = [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]
     lines = [m for m in messages if m.startswith("wallet: ")]
-    assert "wallet: loading 0/1 units, 0 files, 0 rows, elapsed 0:00" in lines, messages
-    assert re.fullmatch(r"wallet: loaded 1/1 units, 4 files, 9 rows in \d\.\d s; elapsed 0:00", lines[-1]), messages
+    assert any(re.fullmatch(r"wallet: loading 0/1 units, 0 files, 0 rows, elapsed 0:0\d", line) for line in lines), messages
+    assert re.fullmatch(r"wallet: loaded 1/1 units, 4 files, 9 rows in \d\.\d s; elapsed 0:0\d", lines[-1]), messages
