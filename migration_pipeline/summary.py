@@ -95,3 +95,15 @@ def backup_table(backups: list[RecordedBackup], verdicts: dict[Path, str]) -> st
         rows.append(row + [verdicts.get(b.archive, "-")] if verdicts else row)
     headers = ["store", "written", "keep until", "files", "MiB", "state", "archive"]
     return _table(headers + (["verification"] if verdicts else []), rows)
+
+
+def database_line(database_url: str, source: str) -> str:
+    """Which PostgreSQL the command used: the embedded server (running or not, its data folder and address),
+    or the one --database-url / DATABASE_URL names (its password left out)."""
+    from migration_pipeline.core.database import EMBEDDED_DATA_DIR, embedded_server_running, redact_dsn
+
+    if source == "the embedded PostgreSQL":
+        state = "running" if embedded_server_running(EMBEDDED_DATA_DIR) else "stopped"
+        return (f"embedded PostgreSQL: {state} (data in {EMBEDDED_DATA_DIR.resolve()}, at {redact_dsn(database_url)};"
+                " `migration-pipeline stop` stops it)")
+    return f"database: {redact_dsn(database_url)} (from {source}; the embedded PostgreSQL is not used)"

@@ -246,8 +246,10 @@ def test_status_backups_and_cutover_work_from_any_folder(tmp_path: Path, databas
     common = ["--database-url", database_url, "--source-root", str(SAMPLES)]
     status = _cli(tmp_path, "status", *common)
     assert status.returncode == 0, status.stderr
-    assert [line.split()[:2] for line in status.stdout.splitlines()[2:]] == [
+    assert [line.split()[:2] for line in status.stdout.splitlines()[2:-1]] == [
         ["wallet", "not_started"], ["metagauge", "not_started"], ["pend", "not_started"], ["defarm", "not_started"]]
+    assert status.stdout.splitlines()[-1] == (
+        f"database: {database_url} (from --database-url; the embedded PostgreSQL is not used)")
     backups = _cli(tmp_path, "backups", *common)
     assert (backups.returncode, backups.stdout, backups.stderr) == (
         0, "no backup recorded yet: the first run of a store writes one\n", "")
@@ -275,12 +277,12 @@ def test_an_unexpected_error_says_its_type_and_place_in_one_line(
     monkeypatch.setattr(summary, "print_status", broken)
     assert cli.main(["status", "--database-url", database_url]) == 5
     err = capsys.readouterr().err
-    assert re.fullmatch(r"error: unexpected RuntimeError at migration_pipeline/cli\.py:\d+: boom; this is a bug: "
-                        r"rerun with --debug \(or MIGRATION_DEBUG=1\) for the traceback and report it\n", err), err
+    assert re.fullmatch(r"error: unexpected RuntimeError at migration_pipeline/cli/commands/inspect\.py:\d+: boom; this is a "
+                        r"bug: rerun with --debug \(or MIGRATION_DEBUG=1\) for the traceback and report it\n", err), err
     assert cli.main(["--debug", "status", "--database-url", database_url]) == 5
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last):") and "RuntimeError: boom" in err
-    assert err.splitlines()[-1].startswith("error: unexpected RuntimeError at migration_pipeline/cli.py:")
+    assert err.splitlines()[-1].startswith("error: unexpected RuntimeError at migration_pipeline/cli/commands/inspect.py:")
 
 
 def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

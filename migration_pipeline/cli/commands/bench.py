@@ -1,0 +1,48 @@
+"""`generate` a realistic store, and `bench`: generate, migrate, compare with the floor."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from migration_pipeline.cli.console import store_progress, work_progress
+from migration_pipeline.cli.environment import prepare
+from migration_pipeline.core.errors import ConfigurationError
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from migration_pipeline.stores.registry import get_store
+
+    spec = get_store(args.store)
+    if spec.generator is None:
+        raise ConfigurationError(f"store {spec.name} has no generator")
+    sizes: dict[str, int] = {}
+    for name, (_help, default) in spec.generator.options.items():
+        value = getattr(args, name, None)
+        if value is None and default is None:
+            raise ConfigurationError(f"generate --store {spec.name} needs --{name.replace('_', '-')}")
+        sizes[name] = default if value is None else value  # type: ignore[assignment]
+    secret = args.secret or os.environ.get("ENCRYPTION_SECRET")
+    if spec.generator.needs_secret and not secret:
+        raise ConfigurationError(f"generate --store {spec.name} needs --secret or ENCRYPTION_SECRET")
+    with work_progress(args, f"generate: writing the {spec.name} store under {args.out}"):
+        written = spec.generator.run(Path(args.out), sizes, args.seed, secret)
+    print(written)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from migration_pipeline.bench import run_benchmark
+    from migration_pipeline.core.database import with_database
+    from migration_pipeline.resources import workers_from_env
+
+    env = prepare(args, needs_dagster=True)
+    args.started = True
+    workers = args.workers or workers_from_env()
+    stores = ["wallet", "metagauge"] if args.metagauge_users else ["wallet"]
+    # The bench migrates into a database of its own on the same server (see bench.run_benchmark).
+    with store_progress(args, with_database(env.database_url, "migration_bench"), stores, env.backup_dir,
+                        starting="generating the store, measuring the floor or starting"):
+        return run_benchmark(env.database_url, users=args.users, workers=workers, keep=args.keep,
+                             sync_changes=args.sync_changes, metagauge_users=args.metagauge_users)
