@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from migration_pipeline.core.manifest import describe_file, walk_files
+from migration_pipeline.core.report import sql_section
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -546,4 +547,13 @@ DEFARM_STORE = StoreSpec(
     source_files=tuple(f"{SNAPSHOT_DIR}/{name}.jsonl" for name in ENGINE_NAMES),
     samples=DEFARM_SAMPLES,
     generator=DEFARM_GENERATOR,
+    report_sections=(sql_section(
+        "Type-mapping notes", "What the Rust types' mapping counted while reading (recorded as notes, then as"
+        " adjustments): timestamps rounded to the microsecond, enum variants the service does not declare, blank"
+        " lines skipped.",
+        ("note", "table", "values"),
+        """SELECT reason, table_name, sum(rows_changed)::bigint FROM migration.adjustments
+           WHERE store = %(store)s AND plan_id = %(plan_id)s
+             AND reason IN ('timestamp_rounded', 'unknown_enum_variant', 'blank_line')
+           GROUP BY 1, 2 ORDER BY 1, 2"""),),
 )
