@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.report import build_report
 from migration_pipeline.core.stage import stage_store
@@ -156,3 +158,31 @@ def test_data_docs_load_nothing_from_the_network_and_every_run_keeps_its_own(dat
     page = report.read_text(encoding="utf-8")
     links = re.findall(r"<li><a href='([^']*)'>run (run-[ab])</a>", page)
     assert links == [(f"{SITE.as_posix()}/index.html", "run-b"), (f"../run-a/{SITE.as_posix()}/index.html", "run-a")]
+
+
+@pytest.mark.slow
+def test_the_migrate_job_report_shows_the_staging_phases_and_the_cutover_command(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole Dagster job on the samples: the gates' report gets the staged step's seconds per phase from
+    its materialization, and the promotion's rebuild of the same report keeps them."""
+    from dagster import DagsterInstance
+
+    from migration_pipeline.definitions import defs, job_name
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MIGRATION_SOURCE_ROOT", str(SAMPLES))
+    monkeypatch.setenv("MIGRATION_REPORT_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("MIGRATION_BACKUP_DIR", str(tmp_path / "backups"))
+    result = defs.resolve_job_def(job_name("pend")).execute_in_process(instance=DagsterInstance.ephemeral())
+    assert result.success
+    report = tmp_path / "reports" / "pend" / result.run_id / "report.html"
+    page = report.read_text(encoding="utf-8")
+    assert "Outcome: <b>promoted</b>" in page
+    assert "migration-pipeline cutover --store pend --approved-by NAME" in page
+    assert "migration-pipeline rollback --store pend" in page
+    timings = _figures(page)["Load time per phase (seconds)"]
+    labels = {t for t in _texts(timings) if not re.fullmatch(r"[0-9.,]+", t)} - {"Load time per phase (seconds)"}
+    assert labels == {"discover", "resume_check", "read_and_copy", "sql_integrity", "sql_tables", "sql_foreign_keys",
+                      "finish_sql"}
+    assert re.search(r"<a href='gx/uncommitted/data_docs/local_site/index.html'>run " + result.run_id, page)

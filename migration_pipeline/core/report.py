@@ -40,7 +40,7 @@ color:#1f2933;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d9e2ec;padding-bottom:4px}
 h3{font-size:15px;margin:18px 0 6px}
 table{border-collapse:collapse;width:100%;margin:6px 0}
-th,td{border:1px solid #d9e2ec;padding:5px 8px;text-align:left;vertical-align:top}
+th,td{border:1px solid #d9e2ec;padding:5px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f0f4f8} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .pass{color:#0b7a3b;font-weight:600} .fail{color:#b42318;font-weight:600}
 .banner{padding:12px 16px;border-radius:6px;margin:12px 0;font-size:16px}
@@ -70,9 +70,20 @@ def _utc(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment is not None else ""
 
 
+def _ticks(top: float, whole: bool) -> list[float]:
+    """About six round ticks from 0 past `top` (steps of 1, 2 or 5 times a power of ten; whole for counts)."""
+    rough = max(top, 1e-9) / 6
+    power = 10 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    if whole:
+        step = max(1, round(step))
+    return [round(i * step, 6) for i in range(math.ceil(top / step) + 1)]
+
+
 def bar_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[float | None]],
               *, decimals: int = 0) -> str:
-    """A horizontal bar chart as inline SVG (a bar per label and series, its value printed on it)."""
+    """A horizontal bar chart as inline SVG (a bar per label and series, its value printed on it), labels
+    top-down in the order given."""
     if not labels:
         return f"<p class='muted'>{_e(title)}: none</p>"
     top = max((v for values in series.values() for v in values if v is not None), default=0) or 1
@@ -80,11 +91,10 @@ def bar_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[f
         js=[], disable_xml_declaration=True, explicit_size=True, style=_CHART_STYLE, print_values=True,
         width=760, height=110 + 22 * len(labels) * len(series), show_legend=len(series) > 1, legend_at_bottom=True,
         truncate_label=40, title=title, value_formatter=lambda v: f"{v:,.{decimals}f}",
-        # whole-number ticks for counts (pygal would tick 0.2, 0.4, … below 5)
-        y_labels=None if decimals else list(range(0, int(top) + 1, max(1, math.ceil(top / 8)))))
-    chart.x_labels = list(labels)
+        y_labels=_ticks(top, whole=decimals == 0))  # pygal would tick counts at 0.2, 0.4, …
+    chart.x_labels = list(reversed(labels))  # pygal draws the first label at the bottom
     for name, values in series.items():
-        chart.add(name, list(values))
+        chart.add(name, list(reversed(values)))
     svg = chart.render(is_unicode=True)
     return f"<figure role='img' aria-label='{_e(title)}'>{svg}</figure>"
 
@@ -259,6 +269,9 @@ def build_report(
         "SELECT table_name, field, sum(records)::bigint FROM migration.unmapped_fields WHERE store = %s AND plan_id = %s"
         " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50", (spec.name, plan_id)).fetchall()
     flagged = next((c[3] for c in checks if c[0] in [g.name for g in spec.gates] and not c[1]), None)
+    if stage_seconds is None and (out_dir / "summary.json").is_file():
+        # A later build of the same run's report (promotion, cutover) keeps the timings staging reported.
+        stage_seconds = json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("stage_seconds")
     seconds, staging_window = _timings(conn, spec, plan_id, stage_seconds)
     table_names = list(counts)
     live_series = [v if isinstance(v := live_before.get(t, {}).get("live"), int) else None for t in table_names]
@@ -298,7 +311,7 @@ def build_report(
     path.write_text(page, encoding="utf-8")
     (out_dir / "summary.json").write_text(json.dumps(
         {"store": spec.name, "run_id": run_id, "plan_id": plan_id, "outcome": outcome, "tables": counts,
-         "checks": {c[0]: c[1] for c in checks}, "quarantine": by_reason, "seconds": seconds,
+         "checks": {c[0]: c[1] for c in checks}, "quarantine": by_reason, "stage_seconds": stage_seconds,
          "unmapped_fields": {f"{t}.{n}": r for t, n, r in unmapped_fields}}, indent=2, default=str))
     set_report_path(conn, spec.name, str(path.resolve()))
     conn.commit()
