@@ -186,3 +186,38 @@ def test_the_migrate_job_report_shows_the_staging_phases_and_the_cutover_command
     assert labels == {"discover", "resume_check", "read_and_copy", "sql_integrity", "sql_tables", "sql_foreign_keys",
                       "finish_sql"}
     assert re.search(r"<a href='gx/uncommitted/data_docs/local_site/index.html'>run " + result.run_id, page)
+
+
+def _staged_report(database_url: str, spec: Any, tmp_path: Path, secret: str | None = None) -> str:
+    stage_store(database_url, spec, SAMPLES, "sections", secret, workers=1)
+    with connect(database_url) as conn:
+        return build_report(conn, spec, "sections", tmp_path / "reports", outcome="staged").read_text(encoding="utf-8")
+
+
+def test_defarm_shows_its_type_mapping_notes(database_url: str, tmp_path: Path) -> None:
+    from migration_pipeline.stores.defarm.store import DEFARM_STORE
+
+    page = _staged_report(database_url, DEFARM_STORE, tmp_path)
+    # data_samples/defarm/EXPECTED.md: rounded timestamps, an undeclared enum variant, a blank line
+    assert _section_rows(page, "Type-mapping notes") == [
+        ["blank_line", "items", "", "1"], ["timestamp_rounded", "items", "creation_timestamp", "1"],
+        ["timestamp_rounded", "items", "last_modified", "2"], ["timestamp_rounded", "users", "created_at", "2"],
+        ["unknown_enum_variant", "items", "status", "1"]]
+    assert page.count("<svg") == 3  # tables, quarantine, timings (the notes have no chart)
+
+
+def test_wallet_shows_its_files_per_shard(database_url: str, tmp_path: Path) -> None:
+    from collections import Counter
+
+    from migration_pipeline.stores.wallet.store import FILE_NAME, SHARDS, WALLET_STORE
+
+    from .conftest import SAMPLE_SECRET
+
+    page = _staged_report(database_url, WALLET_STORE, tmp_path, SAMPLE_SECRET)
+    names = [p.name for p in (SAMPLES / "wallet/storage/wallets").iterdir()]
+    per_shard = Counter(f"{int(m.group(1)) % SHARDS:02d}" for n in names if (m := FILE_NAME.fullmatch(n)))
+    rows = _section_rows(page, "Wallet files per shard")
+    assert {r[0]: int(r[1]) for r in rows} == dict(per_shard)
+    assert sum(int(r[2]) for r in rows) == 16 + 1  # the wallets staged, and the duplicate removed after loading
+    chart = _figures(page)["Wallet files per shard"]
+    assert set(per_shard) <= set(_texts(chart))

@@ -551,9 +551,10 @@ DEFARM_STORE = StoreSpec(
         "Type-mapping notes", "What the Rust types' mapping counted while reading (recorded as notes, then as"
         " adjustments): timestamps rounded to the microsecond, enum variants the service does not declare, blank"
         " lines skipped.",
-        ("note", "table", "values"),
-        """SELECT reason, table_name, sum(rows_changed)::bigint FROM migration.adjustments
-           WHERE store = %(store)s AND plan_id = %(plan_id)s
+        ("note", "table", "field", "values"),
+        """SELECT reason, table_name, CASE WHEN reason = 'blank_line' THEN '' ELSE split_part(message, ':', 1) END,
+                  sum(rows_changed)::bigint
+           FROM migration.adjustments WHERE store = %(store)s AND plan_id = %(plan_id)s
              AND reason IN ('timestamp_rounded', 'unknown_enum_variant', 'blank_line')
-           GROUP BY 1, 2 ORDER BY 1, 2"""),),
+           GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""),),
 )
