@@ -103,11 +103,11 @@ def test_the_pend_report_reads_as_a_decision_with_charts_and_its_own_sections(da
     assert page.count("<svg") == 5
     assert not re.search(r"<(script|link|img)[^>]*(src|href)=['\"]https?:", page)
     figures = _figures(page)
-    assert list(figures) == ["Rows per table: live now vs staged", "Quarantined records per reason",
+    assert list(figures) == ["Rows per table: live before vs staged", "Quarantined records per reason",
                              "Explorer events per day", "KYC documents by content type", "Load time per phase (seconds)"]
-    tables = figures["Rows per table: live now vs staged"]
+    tables = figures["Rows per table: live before vs staged"]
     assert set(EXPECTED["tables"]) <= set(_texts(tables))
-    # live now: 0 rows in each table (nothing promoted yet), then the staged rows
+    # live before: 0 rows in each table (nothing promoted yet), then the staged rows
     assert sorted(_texts(tables, "value")) == sorted(["0"] * 8 + [str(n) for n in EXPECTED["tables"].values()])
     quarantine = figures["Quarantined records per reason"]
     assert set(EXPECTED["quarantine"]) <= set(_texts(quarantine))

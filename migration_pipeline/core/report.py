@@ -276,8 +276,8 @@ def build_report(
     table_names = list(counts)
     live_series = [v if isinstance(v := live_before.get(t, {}).get("live"), int) else None for t in table_names]
     charts: dict[str, Callable[[], str]] = {
-        "tables": lambda: bar_chart("Rows per table: live now vs staged", table_names,
-                                    {"live now": live_series, "staged": [counts[t]["staged"] for t in table_names]}),
+        "tables": lambda: bar_chart("Rows per table: live before vs staged", table_names,
+                                    {"live before": live_series, "staged": [counts[t]["staged"] for t in table_names]}),
         "quarantine": lambda: bar_chart("Quarantined records per reason", list(by_reason),
                                         {"records": list(by_reason.values())}),
         "timings": lambda: bar_chart("Load time per phase (seconds)", list(seconds),
