@@ -221,3 +221,21 @@ def test_wallet_shows_its_files_per_shard(database_url: str, tmp_path: Path) -> 
     assert sum(int(r[2]) for r in rows) == 16 + 1  # the wallets staged, and the duplicate removed after loading
     chart = _figures(page)["Wallet files per shard"]
     assert set(per_shard) <= set(_texts(chart))
+
+
+def test_a_blocked_report_says_not_to_promote_and_lists_the_failed_gates(database_url: str, tmp_path: Path) -> None:
+    stage_store(database_url, PEND_STORE, SAMPLES, "lost", None, workers=2)
+    with connect(database_url) as conn:
+        conn.execute("DELETE FROM pend__staging.admin_logs WHERE id = 'log-2'")  # a row lost after the load
+        conn.commit()
+        outcomes = evaluate_gates(conn, database_url, PEND_STORE, "lost", tmp_path / "reports" / "pend" / "lost")
+        failed = sorted(o.name for o in outcomes if not o.passed)
+        page = build_report(conn, PEND_STORE, "lost", tmp_path / "reports", outcome="blocked").read_text(encoding="utf-8")
+    assert failed == ["checksum_reconciliation", "gx_suite_admin_logs", "row_count_reconciliation"]
+    assert "4. Next step: Do not promote: fix the source, then run again" in page
+    assert f"Blocked by {', '.join(failed)}." in page
+    assert "<pre>migration-pipeline run --store pend\n</pre>" in page
+    assert "cutover" not in page.split("<h2 id='next'>", 1)[1].split("<h2 id='evidence'>", 1)[0]
+    to_check = re.findall(r"<li>Gate ([a-z_]+) failed: ", page)
+    assert sorted(to_check) == failed
+    assert "are <b>not</b> promoted while a gate fails" in page

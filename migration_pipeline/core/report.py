@@ -147,7 +147,7 @@ def _next_step(spec: StoreSpec, phase: str, outcome: str, passed_all: bool, chec
                          f"migration-pipeline cutover --store {store} --approved-by NAME"]}
 
 
-def _to_check(counts: Mapping[str, Any], live_before: Mapping[str, Any], by_reason: Mapping[str, int],
+def _to_check(store: str, counts: Mapping[str, Any], live_before: Mapping[str, Any], by_reason: Mapping[str, int],
               checks: Sequence[Any], unmapped_count: int, unmapped_fields: Sequence[Any],
               adjustments: Sequence[Any]) -> list[str]:
     """The points a reviewer must look at before approving, from this run's figures."""
@@ -159,7 +159,8 @@ def _to_check(counts: Mapping[str, Any], live_before: Mapping[str, Any], by_reas
     if by_reason:
         points.append(f"{sum(by_reason.values())} source records were quarantined ("
                       + ", ".join(f"{r} {n}" for r, n in by_reason.items())
-                      + "): each is listed below with its file and locator; `migration-pipeline quarantine` exports them.")
+                      + f"): each is listed above with its file and locator; migration-pipeline quarantine --store {store}"
+                      " --out FILE exports them.")
     if unmapped_count:
         points.append(f"{unmapped_count} source files are not mapped to any table (listed under Source files).")
     if unmapped_fields:
@@ -289,7 +290,7 @@ def build_report(
         generated=_utc(datetime.now(UTC)),
         banner_ok=passed_all and outcome != "blocked", outcome=outcome, phase=phase.phase,
         approved_by=phase.approved_by, next_step=_next_step(spec, phase.phase, outcome, passed_all, checks),
-        to_check=_to_check(counts, live_before, by_reason, checks, unmapped_count, unmapped_fields, adjustments),
+        to_check=_to_check(spec.name, counts, live_before, by_reason, checks, unmapped_count, unmapped_fields, adjustments),
         promoted_rows=sum(c["staged"] for c in counts.values()), quarantined_total=sum(by_reason.values()),
         tables=[{"name": table, "source": c["source"], "staged": c["staged"], "quarantined": c["quarantined"],
                  "live_before": live_before.get(table, {}).get("live", "—"),
