@@ -13,6 +13,6 @@ setup(
     packages=[*find_packages(include=["migration_pipeline*"]), "migration_pipeline.templates", "migration_pipeline.sql",
               *(f"migration_pipeline.sql.{schema}" for schema in SCHEMAS)],
     package_dir={"migration_pipeline.sql": "sql"},
-    package_data={"migration_pipeline": ["py.typed"], "migration_pipeline.templates": ["*.j2"],
+    package_data={"migration_pipeline": ["py.typed"], "migration_pipeline.templates": ["*.j2", "gx_static/*"],
                   **{f"migration_pipeline.sql.{schema}": ["*.sql"] for schema in SCHEMAS}},
 )

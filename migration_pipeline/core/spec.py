@@ -186,6 +186,23 @@ class Gate:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportSection:
+    """A store's own section of the validation report: a small table of counts computed in SQL.
+
+    `query(conn, store, plan_id, schema)` returns rows in `columns` order, where `schema` holds the tables the
+    report describes (the staging schema, or the live one once promoted). Counts, content types, days and
+    reasons only: a section never selects a value of a record (no name, number, address or e-mail), since
+    the report is shared with reviewers. With `chart`, the first column labels the bars of a chart of the
+    column at that position."""
+
+    title: str
+    description: str
+    columns: tuple[str, ...]
+    query: Callable[[Any, str, str, str], Sequence[tuple[Any, ...]]]  # (conn, store, plan_id, schema)
+    chart: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SyncRules:
     """How a store whose files each hold one keyed record is synced incrementally during the parallel
     run: only added, changed and deleted files are read; every other row is carried from the live version."""
@@ -261,6 +278,7 @@ class StoreSpec:
     sync: SyncRules | None = None       # incremental sync during the parallel run
     samples: SampleRecords | None = None  # for property tests: a valid record of each entity and a writer
     generator: Generator | None = None    # for `generate --store` and benchmarks
+    report_sections: tuple[ReportSection, ...] = ()  # the store's own tables (and charts) in the validation report
 
     @property
     def schema(self) -> str:

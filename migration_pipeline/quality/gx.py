@@ -8,6 +8,8 @@ value of a secret column can reach Data Docs, Dagster metadata or the report.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -144,7 +146,82 @@ def _build_data_docs(contexts: list[Any], docs_dir: Path) -> Path | None:
     })
     first.build_data_docs()
     index = site / "index.html"
-    return index if index.exists() else None
+    if not index.exists():
+        return None
+    make_offline(site)
+    return index
+
+
+# GX's pages load their scripts, styles and logos from CDNs (GX declined to ship them: great_expectations
+# issue 994, pull request 2870), so offline the index is blank: its table is drawn by bootstrap-table. Each
+# URL GX 1.x's templates reference is mapped to the same version's file, copied into the site's
+# static/vendor: jQuery and Font Awesome from their XStatic packages (PyPI), the rest vendored in
+# templates/gx_static (see its README). Vega is not: no page of these suites draws a chart with it.
+_VENDORED = Path(__file__).resolve().parents[1] / "templates" / "gx_static"
+_LOCAL_COPIES = {
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": "popper.min.js",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": "bootstrap.min.js",
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "bootstrap.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": "bootstrap-table.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js": "bootstrap-table.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js":
+        "bootstrap-table-filter-control.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css":
+        "bootstrap-table-filter-control.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.css":
+        "bootstrap-table-filter-control.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css":
+        "bootstrap-datepicker.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js":
+        "bootstrap-datepicker.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": "font-awesome/css/all.min.css",
+}
+# GX's logos (loaded from S3, one with a cache-busting query) are in the site's own static/images.
+_LOGO = re.compile(r"https://great-expectations-web-assets\.s3\.[a-z0-9-]+\.amazonaws\.com/[a-z_-]+\.png(\?[^\"')]*)?")
+_SCRIPT = re.compile(r"<script\b[^>]*\bsrc=\"(https?:[^\"]*)\"[^>]*>\s*</script>\s*")
+_STYLESHEET = re.compile(r"<link\b[^>]*\bhref=\"(https?:[^\"]*)\"[^>]*>\s*")
+_CORS_ATTRIBUTES = re.compile(r"\s(integrity|crossorigin)=\"[^\"]*\"")
+
+
+def make_offline(site: Path) -> None:
+    """Copy the vendored assets into `site`/static/vendor and point every page at them: a page then loads
+    nothing from the network (a script or stylesheet with no local copy is dropped; links to GX's
+    documentation stay links)."""
+    vendor = site / "static" / "vendor"
+    _copy_vendored(vendor)
+    for css in (site / "static" / "styles").glob("*.css"):
+        css.write_text(_LOGO.sub("../images/logo-long.png", css.read_text(encoding="utf-8")), encoding="utf-8")
+    for page in site.rglob("*.html"):
+        to_vendor = os.path.relpath(vendor, page.parent).replace(os.sep, "/")
+        to_images = os.path.relpath(site / "static" / "images", page.parent).replace(os.sep, "/")
+
+        def local(match: re.Match[str], to_vendor: str = to_vendor) -> str:
+            copy = _LOCAL_COPIES.get(match.group(1))
+            if copy is None:
+                return ""
+            tag = match.group(0).replace(match.group(1), f"{to_vendor}/{copy}")
+            return _CORS_ATTRIBUTES.sub("", tag)  # a file: page cannot make a CORS request
+
+        text = page.read_text(encoding="utf-8")
+        text = _STYLESHEET.sub(local, _SCRIPT.sub(local, text))
+        page.write_text(_LOGO.sub(f"{to_images}/logo-long.png", text), encoding="utf-8")
+
+
+def _copy_vendored(vendor: Path) -> None:
+    from xstatic.pkg import font_awesome, jquery
+
+    vendor.mkdir(parents=True, exist_ok=True)
+    for path in _VENDORED.iterdir():
+        if path.suffix in (".js", ".css"):
+            shutil.copyfile(path, vendor / path.name)
+    shutil.copyfile(Path(jquery.BASE_DIR) / "jquery.min.js", vendor / "jquery.min.js")
+    fonts = Path(font_awesome.BASE_DIR)
+    (vendor / "font-awesome" / "css").mkdir(parents=True, exist_ok=True)
+    (vendor / "font-awesome" / "webfonts").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(fonts / "css" / "all.min.css", vendor / "font-awesome" / "css" / "all.min.css")
+    for font in (fonts / "webfonts").glob("*.woff2"):  # every browser that runs bootstrap 4 reads woff2
+        shutil.copyfile(font, vendor / "font-awesome" / "webfonts" / font.name)
 
 
 class _CompiledTemplates(jinja2.BytecodeCache):

@@ -142,6 +142,15 @@ def _counts_metadata(summary: Any) -> dict[str, Any]:
     }
 
 
+def _stage_seconds(instance: Any, staged_key: AssetKey, run_id: str) -> dict[str, float] | None:
+    """The staging step's seconds per phase, as this run's materialization of `staged` recorded them."""
+    event = instance.get_latest_materialization_event(staged_key)
+    if event is None or event.run_id != run_id or event.asset_materialization is None:
+        return None
+    seconds = event.asset_materialization.metadata.get("seconds")
+    return dict(seconds.value) if seconds is not None else None
+
+
 def _result(spec: StoreSpec, outcome: CheckOutcome) -> AssetCheckResult:
     metadata: dict[str, Any] = {"summary": outcome.summary}
     for key, value in outcome.details.items():
@@ -237,7 +246,8 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition], list[As
                 set_phase(conn, spec.name, "validated", run_id=run_id, actor=_ACTOR)
                 conn.commit()
             report = build_report(conn, spec, run_id, migration.reports(),
-                                  outcome="validated" if passed else "blocked")
+                                  outcome="validated" if passed else "blocked",
+                                  stage_seconds=_stage_seconds(context.instance, staged_key, run_id))
         context.log.info(f"{spec.name}: validation report {report.resolve()}")
         by_name = {o.name: o for o in outcomes}
         for name, _ in check_names(spec):

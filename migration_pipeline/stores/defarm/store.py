@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from migration_pipeline.core.manifest import describe_file
+from migration_pipeline.core.report import sql_section
 from migration_pipeline.core.spec import (
     Batch,
     Column,
@@ -493,4 +494,14 @@ DEFARM_STORE = StoreSpec(
     source_files=tuple(f"{SNAPSHOT_DIR}/{name}.jsonl" for name in ENGINE_NAMES),
     samples=DEFARM_SAMPLES,
     generator=DEFARM_GENERATOR,
+    report_sections=(sql_section(
+        "Type-mapping notes", "What the Rust types' mapping counted while reading (recorded as notes, then as"
+        " adjustments): timestamps rounded to the microsecond, enum variants the service does not declare, blank"
+        " lines skipped.",
+        ("note", "table", "field", "values"),
+        """SELECT reason, table_name, CASE WHEN reason = 'blank_line' THEN '' ELSE split_part(message, ':', 1) END,
+                  sum(rows_changed)::bigint
+           FROM migration.adjustments WHERE store = %(store)s AND plan_id = %(plan_id)s
+             AND reason IN ('timestamp_rounded', 'unknown_enum_variant', 'blank_line')
+           GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""),),
 )

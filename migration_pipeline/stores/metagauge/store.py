@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from migration_pipeline.core.manifest import describe_file
+from migration_pipeline.core.report import sql_section
 from migration_pipeline.core.serving import Lookup, serving_gate
 from migration_pipeline.core.spec import (
     Batch,
@@ -308,5 +309,9 @@ METAGAUGE_STORE = StoreSpec(
         Lookup("messages of a chat session", "chat_messages", "session_id = %s", ("session_id",)),
     )),),
     samples=METAGAUGE_SAMPLES,
+    report_sections=(sql_section(
+        "Analyses by type and status", "The analyses loaded, per analysis type and status (counts only).",
+        ("analysis type", "status", "analyses"),
+        "SELECT analysis_type, coalesce(status, '(none)'), count(*) FROM {schema}.analyses GROUP BY 1, 2 ORDER BY 1, 2"),),
     generator=Generator(run=_generate, options={"users": ("users to generate (with contracts, analyses, chats)", None)}),
 )

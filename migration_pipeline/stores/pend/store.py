@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 from migration_pipeline.core.manifest import describe_file, read_unless_larger, recorded_path, walk_files
+from migration_pipeline.core.report import sql_section
 from migration_pipeline.core.serving import Lookup, serving_gate
 from migration_pipeline.core.spec import (
     Batch,
@@ -414,6 +415,42 @@ PEND_TABLES: tuple[TableSpec, ...] = (
                             ex.between("size_bytes", min_value=0))),
 )
 
+# The report's own sections: counts, days and content types only (no name, document number, e-mail or IP).
+PEND_REPORT_SECTIONS = (
+    sql_section(
+        "Explorer events per day", "Per day folder (the store's partitions): its chain files, the events they hold,"
+        " the rows of blockchain_events and the events quarantined.",
+        ("day", "files", "source events", "rows", "quarantined"),
+        """WITH files AS (
+               SELECT split_part(m.path, '/', 2) AS day, count(*) AS files, sum(p.records_seen) AS seen
+               FROM migration.source_manifest m LEFT JOIN migration.unit_progress p
+                 ON p.store = m.store AND p.plan_id = m.plan_id AND p.unit_no = m.unit_no
+                AND p.table_name = 'blockchain_events'
+               WHERE m.store = %(store)s AND m.plan_id = %(plan_id)s AND m.status = 'mapped'
+                 AND starts_with(m.path, 'explorer-data/') GROUP BY 1),
+             loaded AS (SELECT day::text AS day, count(*) AS rows FROM {schema}.blockchain_events GROUP BY 1),
+             refused AS (SELECT split_part(source_file, '/', 2) AS day, count(*) AS n FROM migration.quarantine
+                         WHERE store = %(store)s AND plan_id = %(plan_id)s AND table_name = 'blockchain_events'
+                         GROUP BY 1)
+           SELECT day, files, coalesce(seen, 0)::bigint, coalesce(rows, 0), coalesce(n, 0)
+           FROM files LEFT JOIN loaded USING (day) LEFT JOIN refused USING (day) ORDER BY day""",
+        chart=3),
+    sql_section(
+        "KYC documents by content type", "The type sniffed from each document's first bytes (not its name), how many"
+        " were named with another type's extension, and their total size.",
+        ("content type", "documents", "extension differs", "total bytes"),
+        """SELECT content_type, count(*), count(*) FILTER (WHERE NOT extension_matches), sum(size_bytes)::bigint
+           FROM {schema}.kyc_documents GROUP BY 1 ORDER BY 2 DESC, 1""",
+        chart=1),
+    sql_section(
+        "KYC uploads quarantined", "Applications and documents not loaded, per reason (their folders and files are"
+        " listed in the quarantine above).",
+        ("table", "reason", "records"),
+        """SELECT table_name, reason, count(*) FROM migration.quarantine
+           WHERE store = %(store)s AND plan_id = %(plan_id)s AND table_name IN ('kyc_applications', 'kyc_documents')
+           GROUP BY 1, 2 ORDER BY 1, 2"""),
+)
+
 PEND_STORE = StoreSpec(
     name="pend",
     description="The Pend app's JSON files: users, admin data, explorer days and KYC uploads (seed 002).",
@@ -438,4 +475,5 @@ PEND_STORE = StoreSpec(
     )),),
     samples=PEND_SAMPLES,
     generator=PEND_GENERATOR,
+    report_sections=PEND_REPORT_SECTIONS,
 )

@@ -25,6 +25,7 @@ from migration_pipeline.core.bookkeeping.units import flags_per_reason
 from migration_pipeline.core.keys import ADDRESS_RE, IV_RE, cipher_key, has_valid_checksum, verify_wallet_keys
 from migration_pipeline.core.manifest import describe_file, read_unless_larger, scan_folder, walk_files
 from migration_pipeline.core.names import staging_schema
+from migration_pipeline.core.report import sql_section
 from migration_pipeline.core.serving import Lookup, serving_gate
 from migration_pipeline.core.spec import (
     Batch,
@@ -456,4 +457,12 @@ WALLET_STORE = StoreSpec(
     source_files=(f"{WALLET_DIR}/wallet_<fid>_<chain>.json",),
     samples=WALLET_SAMPLES,
     generator=WALLET_GENERATOR,
+    report_sections=(sql_section(
+        "Wallet files per shard", "Per shard (fid mod 16, the store's partitions), as its units recorded them: wallet"
+        " files read and wallets loaded from them (before duplicates were removed).",
+        ("shard", "files read", "wallets loaded"),
+        f"""SELECT lpad((unit_no / {UNITS_PER_SHARD})::text, 2, '0'), sum(records_seen)::bigint, sum(rows_emitted)::bigint
+            FROM migration.unit_progress WHERE store = %(store)s AND plan_id = %(plan_id)s AND table_name = 'wallets'
+            GROUP BY 1 ORDER BY 1""",
+        chart=2),),
 )
