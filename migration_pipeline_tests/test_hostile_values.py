@@ -280,3 +280,29 @@ def test_the_serving_gate_fails_a_lookup_without_an_index_with_its_query_and_pla
     assert not passed
     assert summary == ("1 of 1 lookups have no index and scan their whole table: wallets by creation time (SELECT * "
                        "FROM wallets WHERE created_at = %s: Seq Scan): add the index in sql/<store>/")
+
+
+def test_the_serving_gate_waits_for_an_index_that_older_transactions_cannot_use_yet(database_url: str) -> None:
+    """The finish updates rows before it builds indexes; while any older transaction runs, those updates stay
+    HOT chains, the index is built with `indcheckxmin` and the planner of a snapshot older than the index
+    ignores it: the gate saw a sequential scan and blocked promotion whenever the server was busy. The gate
+    waits (bounded) until the index is usable, and passes once the older transaction ends."""
+    import threading
+
+    from migration_pipeline.stores.metagauge.store import METAGAUGE_STORE
+
+    with connect(database_url, autocommit=True) as older:
+        older.execute("BEGIN")
+        older.execute("SELECT txid_current()")  # an xid older than every index the finish builds
+        stage_store(database_url, METAGAUGE_STORE, SAMPLES, "older", None, workers=1)
+        with connect(database_url) as conn:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON"
+                " n.oid = c.relnamespace WHERE n.nspname = 'metagauge__staging' AND i.indcheckxmin").fetchone()
+            assert waiting is not None and waiting[0] > 0  # the condition that made the gate flaky
+            ending = threading.Timer(1.0, lambda: older.execute("COMMIT"))
+            ending.start()
+            gate = next(g for g in METAGAUGE_STORE.gates if g.name == "serving")
+            passed, summary, _ = gate.evaluate(conn, "metagauge", "")
+            ending.join()
+    assert (passed, summary) == (True, "all 5 declared lookups use an index")

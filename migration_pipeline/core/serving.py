@@ -5,6 +5,7 @@ size, so the check does not depend on how many rows the samples hold."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,32 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
+INDEX_WAIT_SECONDS = 60.0
+
+# Indexes of `table` that this statement's snapshot may not use yet. The finish updates rows before it builds
+# indexes; while any older transaction runs on the server (in any database), those updates stay HOT chains, the
+# index is built with `indcheckxmin`, and a snapshot whose xmin is not past the index's creator ignores it.
+_INDEXES_NOT_YET_USABLE = """
+    SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+    WHERE i.indrelid = %s::regclass AND i.indcheckxmin
+      AND age(i.xmin) <= age(((pg_snapshot_xmin(pg_current_snapshot())::text::bigint %% 4294967296)::text)::xid)
+    ORDER BY 1"""
+
+
+def wait_for_usable_indexes(conn: psycopg.Connection, schema: str, table: str,
+                            timeout: float = INDEX_WAIT_SECONDS) -> list[str]:
+    """Wait until the planner may use every index of the table; return those it still may not (timed out).
+
+    Read committed: each statement takes a new snapshot, so the same transaction sees the horizon move."""
+    qualified = sql.Identifier(schema, table).as_string(conn)
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = [r[0] for r in conn.execute(_INDEXES_NOT_YET_USABLE, (qualified,)).fetchall()]
+        if not waiting or time.monotonic() >= deadline:
+            return waiting
+        time.sleep(0.25)
+
+
 def plan_of(conn: psycopg.Connection, schema: str, lookup: Lookup) -> list[dict[str, Any]] | None:
     """The plan nodes of `lookup` on `schema`, planned with sequential scans disabled (None: the table is empty)."""
     table = sql.Identifier(schema, lookup.table)
@@ -46,6 +73,10 @@ def plan_of(conn: psycopg.Connection, schema: str, lookup: Lookup) -> list[dict[
                            sample).fetchone()
     assert row is not None
     return list(_nodes(row[0][0]["Plan"]))
+
+
+def _scans(nodes: list[dict[str, Any]]) -> bool:
+    return any(n["Node Type"] == "Seq Scan" for n in nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +94,15 @@ class _ServingCheck:
             if nodes is None:
                 plans[lookup.name] = "empty table: not planned"
                 continue
+            unusable: list[str] = []
+            if _scans(nodes):
+                unusable = wait_for_usable_indexes(conn, schema, lookup.table)
+                nodes = plan_of(conn, schema, lookup) or nodes
             kinds = [n["Node Type"] + (f" using {n['Index Name']}" if "Index Name" in n else "") for n in nodes]
+            if unusable:
+                kinds.append(f"(indexes not usable yet while an older transaction runs: {', '.join(unusable)})")
             plans[lookup.name] = {"query": f"SELECT * FROM {lookup.table} WHERE {lookup.where}", "plan": kinds}
-            if any(n["Node Type"] == "Seq Scan" for n in nodes):
+            if _scans(nodes):
                 scanning.append(f"{lookup.name} (SELECT * FROM {lookup.table} WHERE {lookup.where}: {' > '.join(kinds)})")
         if scanning:
             return False, (f"{len(scanning)} of {len(self.lookups)} lookups have no index and scan their whole table: "
