@@ -1,7 +1,8 @@
 """Scale-out: a store's partitions (wallet shards, pend days) loaded as separate steps by Celery workers
 on any number of machines (dagster-celery, the `celery` extra).
 
-    fan_out_<store>:  prepare (schema, backup, list partitions) ──▶ load_<label>[key] × N ──▶ finish_staging
+    fan_out_<store>:  <store>_prepare (schema, backup, list partitions) ──▶ <store>_load_<label>[key] × N
+                      ──▶ <store>_finish_staging
     then migrate_<store> (the usual job): reuses the finished staging, runs the gates, promotes, reports.
 
 Every load step stages one partition (`stage_store(..., partitions={key})`, the same units and resume as
@@ -154,7 +155,7 @@ def fan_out_job(store: str, queue: str = DEFAULT_QUEUE) -> JobDefinition:
     label = spec.partitions.label
     tags = {QUEUE_TAG: queue}
 
-    @op(name="prepare", out=DynamicOut(str), tags=tags,
+    @op(name=f"{store}_prepare", out=DynamicOut(str), tags=tags,
         description=f"Applies the schema, backs {store} up (once, as its migrate job does) and lists its {label}s.")
     def prepare(context: OpExecutionContext, migration: MigrationResource) -> Iterator[DynamicOutput[str]]:
         migration.hold_store_lock(spec.name, context.run_id)
@@ -170,7 +171,7 @@ def fan_out_job(store: str, queue: str = DEFAULT_QUEUE) -> JobDefinition:
         for key in partition_keys(spec, migration.root()):
             yield DynamicOutput(key, mapping_key=mapping_key(key))
 
-    @op(name=f"load_{label}", ins={"partition": In(str)}, out=Out(str), tags=tags,
+    @op(name=f"{store}_load_{label}", ins={"partition": In(str)}, out=Out(str), tags=tags,
         description=f"Stages one {label} of {store} in this worker process and reconciles it; fails when the "
         f"{label}'s records and checksums do not add up.")
     def load_partition(context: OpExecutionContext, migration: MigrationResource, partition: str) -> str:
@@ -186,7 +187,7 @@ def fan_out_job(store: str, queue: str = DEFAULT_QUEUE) -> JobDefinition:
             raise Failure(description=f"{label} {partition}: {outcome.summary}")
         return partition
 
-    @op(name="finish_staging", ins={"loaded": In(list[str])}, tags=tags,
+    @op(name=f"{store}_finish_staging", ins={"loaded": In(list[str])}, tags=tags,
         description=f"Loads any {label} still missing, then finishes the staged tables (integrity rules, "
         f"constraints) once every {label} is in; migrate_{store} then gates and promotes them.")
     def finish_staging(context: OpExecutionContext, migration: MigrationResource, loaded: list[str]) -> None:

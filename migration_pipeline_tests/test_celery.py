@@ -25,11 +25,14 @@ from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
 from migration_pipeline.core.database import connect, drop_database, ensure_database, sqlalchemy_url
 from migration_pipeline.core.schema import apply_migrations
-from migration_pipeline.scale_out import DEFAULT_BACKEND, DEFAULT_BROKER
-from migration_pipeline.stores.wallet import WALLET_STORE
-from migration_pipeline.stores.wallet.store import UNITS_PER_SHARD
 
-from .conftest import REPO, SAMPLE_SECRET, SAMPLES
+pytest.importorskip("dagster_celery", reason="dagster-celery is not installed (pip install -e '.[celery]')")
+
+from migration_pipeline.scale_out import DEFAULT_BACKEND, DEFAULT_BROKER  # noqa: E402
+from migration_pipeline.stores.wallet import WALLET_STORE  # noqa: E402
+from migration_pipeline.stores.wallet.store import UNITS_PER_SHARD  # noqa: E402
+
+from .conftest import REPO, SAMPLE_SECRET, SAMPLES  # noqa: E402
 
 pytestmark = [pytest.mark.celery, pytest.mark.slow]
 
@@ -251,8 +254,8 @@ def test_celery_fan_out_equals_in_process_and_a_second_run_is_refused(server_url
             run_id = first["result"].run_id
             assert holder == run_id
             steps = _step_workers(instance, run_id)
-            shard_steps = sorted(k for k in steps if k.startswith("load_shard"))
-            assert shard_steps == sorted(f"load_shard[{i:02d}]" for i in range(16))
+            shard_steps = sorted(k for k in steps if k.startswith("wallet_load_shard"))
+            assert shard_steps == sorted(f"wallet_load_shard[{i:02d}]" for i in range(16))
             assert len({w for k in shard_steps for w in steps[k]}) == 2  # both workers loaded shards
             assert _migrate(instance).success
         assert table_fingerprints(url, "wallet") == expected[0]
@@ -308,11 +311,11 @@ def test_a_worker_killed_mid_shard_its_shard_runs_again_on_the_other_worker(serv
                         with connect(url, autocommit=True) as conn:
                             run_id = conn.execute("SELECT min(run_id) FROM migration.store_leases").fetchone()[0]
                         for name, running in _running_steps(instance, run_id).items():
-                            if running in {f"load_shard[{s:02d}]" for s in partial}:
+                            if running in {f"wallet_load_shard[{s:02d}]" for s in partial}:
                                 victim, step = name, running
                                 break
                     time.sleep(0.05)
-                shard = int(step[len("load_shard["):-1])
+                shard = int(step[len("wallet_load_shard["):-1])
                 workers.kill(victim)  # the worker and its pool process, as when its machine is lost
                 assert shard in _partial_shard(url, units_per_shard)  # killed with the shard half loaded
             finally:
