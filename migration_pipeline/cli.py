@@ -445,6 +445,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     env = prepare(args, needs_dagster=True)
     args.started = True
     workers = args.workers or workers_from_env()
+    if args.store is not None:  # any registered store against the generic floor (plus what the store declares)
+        from migration_pipeline.bench import generator_sizes, store_benchmark
+
+        spec = _store_arg(args.store)
+        given = {name: getattr(args, name, None) for name in (spec.generator.options if spec.generator else ())}
+        try:
+            sizes = generator_sizes(spec, given)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        return store_benchmark(env.database_url, spec, sizes, workers=workers, keep=args.keep)
     return run_benchmark(env.database_url, users=args.users, workers=workers, keep=args.keep,
                          sync_changes=args.sync_changes, metagauge_users=args.metagauge_users)
 
@@ -510,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="then change this many files and time an incremental sync of them")
     bench.add_argument("--metagauge-users", type=int, default=0,
                        help="also migrate a generated metagauge store of this many users")
+    # bench --store S: every store's generator sizes (--users is above; its default is the wallet bench's)
+    bench.add_argument("--store", choices=sorted(generators),
+                       help="benchmark this store against the generic floor (default: the wallet bench)")
+    for name, texts in sorted(offered.items()):
+        if name not in ("users",):
+            bench.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, help="; ".join(texts))
     bench.set_defaults(func=cmd_bench)
 
     status = sub.add_parser("status", help="phase, last run and last report of every store")
