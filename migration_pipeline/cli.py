@@ -442,11 +442,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from migration_pipeline.bench import run_benchmark
     from migration_pipeline.resources import workers_from_env
 
-    env = prepare(args, needs_dagster=True)
-    args.started = True
-    workers = args.workers or workers_from_env()
+    sizes = None
     if args.store is not None:  # any registered store against the generic floor (plus what the store declares)
-        from migration_pipeline.bench import generator_sizes, store_benchmark
+        from migration_pipeline.bench import generator_sizes
 
         spec = _store_arg(args.store)
         given = {name: getattr(args, name, None) for name in (spec.generator.options if spec.generator else ())}
@@ -454,9 +452,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
             sizes = generator_sizes(spec, given)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
+    env = prepare(args, needs_dagster=True)
+    args.started = True
+    workers = args.workers or workers_from_env()
+    if sizes is not None:
+        from migration_pipeline.bench import store_benchmark
+
         return store_benchmark(env.database_url, spec, sizes, workers=workers, keep=args.keep)
     return run_benchmark(env.database_url, users=args.users, workers=workers, keep=args.keep,
                          sync_changes=args.sync_changes, metagauge_users=args.metagauge_users)
+
+
+def cmd_serve_bench(args: argparse.Namespace) -> int:
+    from migration_pipeline.serve_bench import serve_benchmark
+
+    env = prepare(args)
+    spec = _store_arg(args.store)
+    try:
+        readers = [int(x) for x in args.readers.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigurationError(f"--readers takes counts separated by commas (e.g. 10,100), not {args.readers!r}") from None
+    if not readers or min(readers) < 1 or args.seconds <= 0:
+        raise ConfigurationError("--readers needs counts of at least 1 and --seconds a positive duration")
+    args.started = True
+    return serve_benchmark(env.database_url, spec, readers, args.seconds, max_queries=args.max_queries,
+                           processes=args.processes)
 
 
 def _version() -> str:
@@ -527,6 +547,21 @@ def build_parser() -> argparse.ArgumentParser:
         if name not in ("users",):
             bench.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, help="; ".join(texts))
     bench.set_defaults(func=cmd_bench)
+
+    serve = sub.add_parser(
+        "serve-bench", help="concurrent readers run a store's declared lookups on its live tables, against a "
+        "primary-key floor", description="Each lookup the store declares (its serving gate), and a primary-key lookup "
+        "of the same table as the floor, runs alone for --seconds with every reader connected, keys sampled from the "
+        "live table. Prints throughput, p50/p95/p99 and the ratio to the floor per reader count.",
+        epilog="example: migration-pipeline serve-bench --store pend --readers 10,100 --seconds 20")
+    common(serve)
+    serve.add_argument("--store", required=True, choices=[s.name for s in all_stores()])
+    serve.add_argument("--readers", default="10,100", help="reader counts, comma-separated (default 10,100)")
+    serve.add_argument("--seconds", type=float, default=20.0, help="per lookup and reader count (default 20)")
+    serve.add_argument("--max-queries", type=int, default=1_000_000, help="per lookup and reader count, at most")
+    serve.add_argument("--processes", type=int, default=None,
+                       help="client processes the readers are spread over (default: min(readers, 10))")
+    serve.set_defaults(func=cmd_serve_bench)
 
     status = sub.add_parser("status", help="phase, last run and last report of every store")
     common(status)
