@@ -759,6 +759,8 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
             return result, sampled
 
         floors = [measure_floor()]
+        out(f"floor before the run: {floors[0][0].wall:.2f} s, CPU {sum(floors[0][1].cpu):.2f} s, "
+            f"{floors[0][0].rows:,} rows")
         os.environ.update({"DATABASE_URL": url, "MIGRATION_SOURCE_ROOT": str(root.resolve()),
                            "ENCRYPTION_SECRET": SECRET, "MIGRATION_WORKERS": str(workers),
                            "MIGRATION_REPORT_DIR": str((root / "reports").resolve())})
