@@ -74,8 +74,9 @@ def test_bench_store_prints_the_floor_the_full_run_and_their_ratios(store: str, 
     assert float(floor[1]) > 0 and float(floor[4]) > 0 and floor[2] == "" and floor[3] == ""
     for row in (stage, whole):  # floor and full side by side, and the ratio of the two
         assert float(row[1]) == float(floor[1])
-        assert float(row[3]) == pytest.approx(float(row[2]) / float(row[1]), abs=0.01)
-        assert float(row[6]) == pytest.approx(float(row[5]) / float(row[4]), abs=0.02)
+        # the ratio of the unrounded seconds: the printed ones are rounded to 10 ms
+        assert float(row[3]) == pytest.approx(float(row[2]) / float(row[1]), rel=0.05)
+        assert float(row[6]) == pytest.approx(float(row[5]) / float(row[4]), rel=0.05)
     assert float(rows[ROWS[12]][1]) > 0 and float(rows[ROWS[12]][2]) > 0
     assert any(line.startswith("ratio full run / floor: ") for line in lines)
     if store == "pend":  # the documents' throughput
