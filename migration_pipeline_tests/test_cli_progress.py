@@ -156,7 +156,7 @@ def test_help_of_every_command_exits_0_with_a_sentence_for_each_option(
     assert entries, out
     for entry in entries:  # every option has its sentence (argparse leaves it empty when help= is missing)
         assert len(entry.split(None, 1)) == 2 and re.search(r"[a-z]{3,}.*[a-z]{3,}", entry.split("  ", 1)[-1]), entry
-    takes_store = command in ("run", "cutover", "rollback", "quarantine", "dump", "restore-check")
+    takes_store = command in ("run", "bench", "serve-bench", "cutover", "rollback", "quarantine", "dump", "restore-check")
     assert (STORES in out) == takes_store
     if command == "generate":
         assert "--store {defarm,metagauge,pend,wallet}" in out

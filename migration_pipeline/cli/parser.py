@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from migration_pipeline.cli.commands.bench import cmd_bench, cmd_generate
+from migration_pipeline.cli.commands.bench import cmd_bench, cmd_generate, cmd_serve_bench
 from migration_pipeline.cli.commands.inspect import cmd_backups, cmd_dump, cmd_quarantine, cmd_restore_check, cmd_status
 from migration_pipeline.cli.commands.lifecycle import cmd_cutover, cmd_rollback
 from migration_pipeline.cli.commands.run import cmd_run
@@ -127,11 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
         gen.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, metavar="N", help="; ".join(texts))
     gen.set_defaults(func=cmd_generate)
 
-    bench = command("bench", "generate a wallet store, migrate it, compare with a plain floor script",
-                    "Generate a wallet store (kept under .bench/ with --keep), time the floor any loader must pay "
-                    "(read, parse, verify every key, COPY), then the full Dagster job in a database of its own "
-                    "(migration_bench, dropped after), and print the phases and the ratio.",
-                    "example: migration-pipeline bench --users 100000 --keep")
+    bench = command("bench", "generate a store, migrate it, compare with the floor measured in the same run",
+                    "Generate a store (kept under .bench/ with --keep), time the floor any loader must pay (read, "
+                    "parse, COPY; the wallet also verifies every key), then the full Dagster job in a database of "
+                    "its own (dropped after), and print the phases, their ratio to the floor, dump and restore "
+                    "times. Without --store: the wallet bench of --users users.",
+                    "examples:\n  migration-pipeline bench --users 100000 --keep\n"
+                    "  migration-pipeline bench --store pend --users 100000 --days 30 --document-kib 8\n"
+                    "  migration-pipeline bench --store defarm --items 1000000")
     common(bench)
     quiet(bench)
     bench.add_argument("--users", type=int, default=10000, metavar="N",
@@ -143,7 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="then change this many files and time an incremental sync of them")
     bench.add_argument("--metagauge-users", type=int, default=0, metavar="N",
                        help="also migrate a generated metagauge store of this many users")
+    bench.add_argument("--store", choices=sorted(generators),
+                       help="benchmark this store against the generic floor (default: the wallet bench)")
+    for name, texts in sorted(offered.items()):
+        if name != "users":
+            bench.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, metavar="N", help="; ".join(texts))
     bench.set_defaults(func=cmd_bench)
+
+    serve = command("serve-bench", "concurrent readers run a store's declared lookups against a primary-key floor",
+                    "Each lookup the store declares (its serving gate), and a primary-key lookup of the same table "
+                    "as the floor, runs alone for --seconds with every reader connected, keys sampled from the live "
+                    "table. Prints throughput, p50/p95/p99 and the ratio to the floor per reader count.",
+                    "example: migration-pipeline serve-bench --store pend --readers 10,100 --seconds 20")
+    common(serve)
+    store_option(serve, "the store whose live tables to read")
+    serve.add_argument("--readers", default="10,100", help="reader counts, comma-separated (default: 10,100)")
+    serve.add_argument("--seconds", type=float, default=20.0, help="per lookup and reader count (default: 20)")
+    serve.add_argument("--max-queries", type=int, default=1_000_000, metavar="N",
+                       help="per lookup and reader count, at most (default: 1000000)")
+    serve.add_argument("--processes", type=int, default=None, metavar="N",
+                       help="client processes the readers are spread over (default: min(readers, 10))")
+    serve.set_defaults(func=cmd_serve_bench)
 
     status = command("status", "phase, last run and last report of every store; which PostgreSQL is used",
                      "Every store's phase (not_started, staged, validated, promoted, cut_over, rolled_back), last "
