@@ -137,7 +137,7 @@ def test_quiet_shows_no_progress_only_the_summary(tmp_path: Path, database_url: 
 # --- --help and status ------------------------------------------------------------------------------------
 
 STORES = "{wallet,metagauge,pend,defarm}"
-COMMANDS = ["run", "generate", "bench", "status", "backups", "cutover", "rollback", "quarantine", "dump",
+COMMANDS = ["run", "generate", "bench", "serve-bench", "status", "backups", "cutover", "rollback", "quarantine", "dump",
             "restore-check", "stop", "ui"]
 
 

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="then change this many files and time an incremental sync of them")
     bench.add_argument("--metagauge-users", type=int, default=0, metavar="N",
                        help="also migrate a generated metagauge store of this many users")
-    bench.add_argument("--store", choices=sorted(generators),
+    bench.add_argument("--store", choices=[s for s in stores if s in generators],
                        help="benchmark this store against the generic floor (default: the wallet bench)")
     for name, texts in sorted(offered.items()):
         if name != "users":
