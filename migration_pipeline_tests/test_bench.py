@@ -45,12 +45,7 @@ def test_every_store_is_benchmarked_by_the_tests() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("store", [
-    "wallet", "pend", "defarm",
-    pytest.param("metagauge", marks=pytest.mark.xfail(strict=True, reason=(
-        "core/dump: metagauge's triggers call migration.set_updated_at(), which the schema-only dump leaves out,"
-        " so pg_restore fails (schema \"migration\" does not exist) and bench exits 1"))),
-])
+@pytest.mark.parametrize("store", ["wallet", "pend", "defarm", "metagauge"])
 def test_bench_store_prints_the_floor_the_full_run_and_their_ratios(store: str, server_url: str,
                                                                      tmp_path: Path) -> None:
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "DATABASE_URL": server_url}

@@ -90,6 +90,9 @@ def _run(args: list[str], what: str, env: dict[str, str]) -> None:
         raise MigrationError(f"{what} failed: {first}")
 
 
+BOOKKEEPING_SCHEMA = "migration"
+
+
 def dump_store(database_url: str, spec: StoreSpec, out_dir: Path) -> Dump:
     """`<out_dir>/<store>-<UTC time>.dump` (pg_dump custom format of the live schema) and its `.sha256`."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,8 +100,10 @@ def dump_store(database_url: str, spec: StoreSpec, out_dir: Path) -> Dump:
     path = out_dir / f"{spec.name}-{stamp}.dump"
     partial = path.with_name(f".{path.name}.part")
     dbname, env = _libpq_args(database_url)
+    # The store's tables may call the bookkeeping schema's functions (triggers): its definitions travel with
+    # the dump, none of its rows, so that the dump restores alone into an empty database.
     _run([pg_tool("pg_dump", _server_major(database_url)), "--format=custom", "--no-owner", "--no-privileges",
-          f"--schema={spec.schema}",
+          f"--schema={spec.schema}", f"--schema={BOOKKEEPING_SCHEMA}", f"--exclude-table-data={BOOKKEEPING_SCHEMA}.*",
           f"--file={partial}", f"--dbname={dbname}"], f"pg_dump of {spec.schema}", env)
     partial.rename(path)
     digest = _sha256(path)
