@@ -166,7 +166,7 @@ def _stage_seconds(instance: Any) -> dict[str, float]:
     """The staged asset's own timings (discover, read_and_copy, finish_sql) from its materialization."""
     from dagster import AssetKey
 
-    event = instance.get_latest_materialization_event(AssetKey(["wallet", "staged"]))
+    event = instance.get_latest_materialization_event(AssetKey(["wallet", "staged", "wallets"]))
     materialization = event.asset_materialization if event else None
     seconds = materialization.metadata.get("seconds") if materialization else None
     return dict(seconds.value) if seconds is not None else {}

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from migration_pipeline.core.database import dsn_password, redact_dsn, sqlalchemy_url, start_embedded_server
 from migration_pipeline.core.errors import EXIT_CODES_HELP, ConfigurationError, explain, shorten, shorten_paths
-from migration_pipeline.core.names import gates_op
+from migration_pipeline.core.names import gates_op, live_op, staged_op
 from migration_pipeline.preflight import folder_bytes, free_disk_for, role_may_create, usable_folder
 
 DAGSTER_HOME = Path(".dagster_home")
@@ -30,13 +30,16 @@ storage:
   postgres:
     postgres_url:
       env: DAGSTER_PG_URL
-# Runs and backfills launched from the UI wait in a queue that the daemon of `dagster dev` works off,
-# two at a time (each run already keeps both cores busy).
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
+# Runs and backfills launched from the UI wait in the queue that the daemon of `dagster dev` works off, two at
+# a time (each run already keeps both cores busy). Every loading and promotion step of a store is in the store's
+# pool (`migration_<store>`), one run at a time: a second run of a store waits in the queue instead of failing on
+# the store's lock. Enforced per run (a run starts when its pools are free), so a killed process holds no slot.
+concurrency:
+  runs:
     max_concurrent_runs: 2
+  pools:
+    default_limit: 1
+    granularity: run
 nux:
   enabled: false
 telemetry:
@@ -227,8 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in present:
         job = defs.resolve_job_def(job_name(name))
         run_config = {**_QUIET, "ops": {
-            f"{name}__live": {"config": {"force": args.force, "requested_by": _user()}},
-            f"{name}__staged": {"config": {"incremental": bool(getattr(args, "incremental", False))}},
+            live_op(name): {"config": {"force": args.force, "requested_by": _user()}},
+            staged_op(name): {"config": {"incremental": bool(getattr(args, "incremental", False))}},
             gates_op(name): {"config": {"max_row_loss_percent": 100.0 if getattr(args, "allow_row_loss", False)
                                          else DEFAULT_MAX_ROW_LOSS_PERCENT}},
         }}

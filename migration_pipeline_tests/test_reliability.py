@@ -265,7 +265,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(
 
     monkeypatch.setenv("DAGSTER_PG_URL", sqlalchemy_url(database_url))
     with DagsterInstance.get() as instance:
-        records = instance.fetch_materializations(AssetKey(["wallet", "staged"]), limit=100).records
+        records = instance.fetch_materializations(AssetKey(["wallet", "staged", "wallets"]), limit=100).records
         metadata = {r.event_log_entry.run_id: r.asset_materialization.metadata for r in records
                     if r.asset_materialization}
     assert set(metadata) == {second_run}
