@@ -1,18 +1,13 @@
 """The one Definitions object: every store's assets and gates, the schema asset, jobs and resources."""
 
-import hashlib
 import os
 from pathlib import Path
 
 from dagster import (
     AnchorBasedFilePathMapping,
-    AssetExecutionContext,
     AssetSelection,
-    DataVersion,
     Definitions,
     EnvVar,
-    MaterializeResult,
-    asset,
     define_asset_job,
     in_process_executor,
     link_code_references_to_git,
@@ -21,41 +16,18 @@ from dagster import (
 
 from migration_pipeline.automation import change_sensor, hourly_schedule
 from migration_pipeline.core.names import migrate_job
-from migration_pipeline.core.schema import apply_migrations
 from migration_pipeline.lifecycle import cutover_store, rollback_store
 from migration_pipeline.resources import MigrationResource
 from migration_pipeline.stores.factory import (
-    CODE_VERSION,
-    OWNERS,
-    SCHEMA_ASSET,
     backfill_job_name,
     build_all,
     daily_partition_schedule,
     partition_sensor,
+    schema_spec,
     shard_key,
     source_key,
 )
 from migration_pipeline.stores.registry import all_stores
-
-
-@asset(
-    key=SCHEMA_ASSET,
-    group_name="migration",
-    kinds={"postgres"},
-    owners=OWNERS,
-    code_version=CODE_VERSION,
-    description="Versioned DDL under sql/ applied in name order, each file once; an edited, already-applied file "
-    "fails the run (forward-only migrations).",
-)
-def migration_schema(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
-    with migration.connect() as conn:
-        report = apply_migrations(conn)
-    files = sorted({*report.applied, *report.already_applied})
-    # The same files applied: the same data version, so that a second store's run leaves the first one synced.
-    version = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
-    return MaterializeResult(metadata={"applied": ", ".join(report.applied) or "none",
-                                       "applied_now": len(report.applied), "already_applied": len(report.already_applied)},
-                             data_version=DataVersion(version))
 
 
 def job_name(store: str) -> str:
@@ -79,13 +51,12 @@ def _with_code_references(assets: list) -> list:  # type: ignore[type-arg]
     return referenced
 
 defs = Definitions(
-    assets=_with_code_references([migration_schema, *_assets]),
+    assets=_with_code_references([schema_spec(), *_assets]),
     asset_checks=_checks,
     jobs=[
         define_asset_job(
             job_name(s.name),
-            selection=(AssetSelection.assets(SCHEMA_ASSET) | AssetSelection.groups(s.name))
-            - AssetSelection.assets(source_key(s)),
+            selection=AssetSelection.groups(s.name) - AssetSelection.assets(source_key(s)),
             description=f"Back up, stage, gate, promote and report the {s.name} store.",
             tags={"migration/store": s.name},
         )

@@ -86,6 +86,7 @@ from migration_pipeline.core.reconcile import (
     reconcile_units,
 )
 from migration_pipeline.core.report import build_report
+from migration_pipeline.core.schema import apply_migrations
 from migration_pipeline.core.spec import StoreSpec, TableSpec
 from migration_pipeline.core.stage import StageSummary, stage_store
 from migration_pipeline.core.sync import sync_store
@@ -142,6 +143,26 @@ class GateConfig(Config):  # type: ignore[misc]
 
 PRE_LIVE_PHASES = ("not_started", "staged", "validated", "rolled_back")
 _ACTOR = "dagster"
+
+
+def schema_spec() -> AssetSpec:
+    """The bookkeeping schema and every store's DDL: applied by the first step of every run that writes (a
+    store's backup, its partitions' load), never by a step of its own, so that no run waits for, and no
+    Materialize asks about, an asset that is never out of date."""
+    return AssetSpec(
+        key=SCHEMA_ASSET, group_name="migration", kinds={"postgres"}, owners=OWNERS,
+        description="Versioned DDL under sql/ applied in name order, each file once, by the first step of every "
+        "run (observed there: files applied); an edited, already-applied file fails the run (forward-only "
+        "migrations).")
+
+
+def ensure_schema(conn: psycopg.Connection) -> AssetObservation:
+    """Apply any DDL file not applied yet (cheap when none is: one lock, one query); observe the schema."""
+    report = apply_migrations(conn)
+    files = sorted({*report.applied, *report.already_applied})
+    return AssetObservation(asset_key=SCHEMA_ASSET, metadata={
+        "applied_now": len(report.applied), "applied_before": len(report.already_applied),
+        "applied": ", ".join(report.applied) or "none", "files": len(files)})
 
 
 # --- asset keys --------------------------------------------------------------------------------------------
@@ -392,6 +413,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
         with step_errors():
             migration.hold_store_lock(spec.name, context.run_id)  # before anything is written: a second run writes nothing
             with migration.connect() as conn:
+                context.log_event(ensure_schema(conn))
                 prune_strays(conn, Path(migration.backup_dir), spec.name)  # what a killed backup left
                 existing = latest_backup(conn, spec.name)
                 if existing:
@@ -415,7 +437,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
         AssetSpec(
             key=staged_key(spec, t.name), group_name=group, kinds={"postgres"}, owners=OWNERS, tags=tags,
             code_version=CODE_VERSION, skippable=False,
-            deps=[SCHEMA_ASSET, backup_key(spec), source.key],
+            deps=[backup_key(spec), source.key],
             description=f"{t.description} Loaded into {spec.staging_schema}.{t.name} "
             + ("by COPY from every source file (resumable per unit); rejected records go to migration.quarantine "
                "with a reason and a locator." if t.loaded else "by SQL from the store's loaded tables.")
@@ -638,6 +660,8 @@ def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey
         tag_run_with_stores(context)
         wanted = set(context.partition_keys)
         migration.hold_store_lock(spec.name, context.run_id)
+        with migration.connect() as conn:
+            context.log_event(ensure_schema(conn))
         summary = stage_store(migration.database_url, spec, migration.root(), context.run_id,
                               migration.secret(required=spec.needs_secret), workers=migration.worker_count(),
                               partitions=wanted)
