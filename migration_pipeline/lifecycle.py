@@ -42,11 +42,18 @@ def _store_name(value: Any) -> str:
     return str(value.value if isinstance(value, Enum) else value)
 
 
-def person(value: str, field: str) -> str:
+def refuse(context: OpExecutionContext, reason: str) -> Failure:
+    """The step's refusal: its one line logged as an error (what the run's page shows first), then a Failure
+    with that line as its description, without the chained exception."""
+    context.log.error(reason)
+    return Failure(description=reason, allow_retries=False)
+
+
+def person(context: OpExecutionContext, value: str, field: str) -> str:
     """A person's name as given, stripped; an empty one is refused in one line."""
     name = value.strip()
     if not name:
-        raise Failure(description=f"{field} is empty: give the name of the person (it is recorded)", allow_retries=False)
+        raise refuse(context, f"{field} is empty: give the name of the person (it is recorded)")
     return name
 
 
@@ -78,7 +85,7 @@ def what_would_be_approved(conn: psycopg.Connection, spec: StoreSpec, report_dir
     "exists. Logs what exactly is approved (version, run, rows, report) before it acts.")
 def cut_over_store(context: OpExecutionContext, config: CutoverConfig, migration: MigrationResource) -> None:
     spec = get_store(_store_name(config.store))
-    approver = person(config.approved_by, "approved_by")
+    approver = person(context, config.approved_by, "approved_by")
     context.instance.add_run_tags(context.run_id, {"migration/store": spec.name, "migration/approved_by": approver})
     with migration.connect() as conn:
         preview = what_would_be_approved(conn, spec, migration.reports())
@@ -90,7 +97,7 @@ def cut_over_store(context: OpExecutionContext, config: CutoverConfig, migration
             report = cut_over_with_report(conn, spec.name, approver, context.run_id, migration.reports(),
                                           log=context.log.info)
         except MigrationError as exc:
-            raise Failure(description=str(exc), allow_retries=False) from None
+            raise refuse(context, str(exc)) from None
         for observation in observe_phase(conn, spec, f"{spec.name} cut over, approved by {approver}"):
             context.log_event(observation)
         phase = get_phase(conn, spec.name)
@@ -104,14 +111,14 @@ def cut_over_store(context: OpExecutionContext, config: CutoverConfig, migration
 @op(description="Restore the previous live version of a store atomically, record it and re-render the report.")
 def roll_back_store(context: OpExecutionContext, config: RollbackConfig, migration: MigrationResource) -> None:
     spec = get_store(_store_name(config.store))
-    requester = person(config.requested_by, "requested_by")
+    requester = person(context, config.requested_by, "requested_by")
     context.instance.add_run_tags(context.run_id, {"migration/store": spec.name, "migration/requested_by": requester})
     with migration.connect() as conn:
         promoted_run = get_phase(conn, spec.name).run_id
         try:
             rollback(conn, spec, actor=requester, run_id=context.run_id)
         except MigrationError as exc:
-            raise Failure(description=str(exc), allow_retries=False) from None
+            raise refuse(context, str(exc)) from None
         context.log.info(f"{spec.name}: rolled back by {requester}")
         # The live tables changed (the previous version is back): a materialization of each, with its rows.
         observations = observe_phase(conn, spec, f"{spec.name} rolled back by {requester}")
