@@ -170,7 +170,7 @@ def _stage_seconds(instance: Any) -> dict[str, float]:
     """The staged asset's own timings (discover, read_and_copy, finish_sql) from its materialization."""
     from dagster import AssetKey
 
-    event = instance.get_latest_materialization_event(AssetKey(["wallet", "staged"]))
+    event = instance.get_latest_materialization_event(AssetKey(["wallet", "staged", "wallets"]))
     materialization = event.asset_materialization if event else None
     seconds = materialization.metadata.get("seconds") if materialization else None
     return dict(seconds.value) if seconds is not None else {}
@@ -772,7 +772,7 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
             total = time.perf_counter() - t0
             spans = _step_spans(instance, result.run_id)
-            stage_parts = _stage_seconds_of(instance, spec.name)
+            stage_parts = _stage_seconds_of(instance, spec)
         full_sampler = sampled
         rows = _live_rows(url, spec) if result.success else {}
         floors.append(measure_floor())
@@ -859,10 +859,10 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
     return 0 if result.success and restored_equal else 1
 
 
-def _stage_seconds_of(instance: Any, store: str) -> dict[str, float]:
-    from dagster import AssetKey
+def _stage_seconds_of(instance: Any, spec: StoreSpec) -> dict[str, float]:
+    from migration_pipeline.stores.factory import staged_key
 
-    event = instance.get_latest_materialization_event(AssetKey([store, "staged"]))
+    event = instance.get_latest_materialization_event(staged_key(spec, spec.tables[0].name))
     materialization = event.asset_materialization if event else None
     seconds = materialization.metadata.get("seconds") if materialization else None
     return dict(seconds.value) if seconds is not None else {}

@@ -72,7 +72,8 @@ def test_shard_range_then_single_shard_then_whole_store(pipeline_env: str) -> No
         gate_results = {c.check_name: c.passed for c in whole.get_asset_check_evaluations()}
         assert gate_results["row_count_reconciliation"] and gate_results["checksum_reconciliation"]
         assert all(gate_results.values())
-        assert instance.get_latest_materialization_event(AssetKey(["wallet", "live"])) is not None
+        for table in ("wallets", "users", "wallet_metadata", "wallet_audit_log"):
+            assert instance.get_latest_materialization_event(AssetKey(["wallet", table])) is not None
         shard_check = AssetCheckKey(AssetKey(["wallet", "shards"]), "shard_reconciliation")
         assert shard_check in defs.resolve_asset_graph().asset_check_keys
 

@@ -93,8 +93,11 @@ def test_the_definitions_hold_the_store_assets_and_blocking_checks(spec: StoreSp
     from migration_pipeline.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    for step in ("backup", "staged", "live", "validation_report"):
+    for step in ("backup", "validation_report"):
         assert AssetKey([spec.name, step]) in graph.get_all_asset_keys()
-    checks = [k for k in graph.asset_check_keys if k.asset_key == AssetKey([spec.name, "staged"])]
-    assert {"row_count_reconciliation", "checksum_reconciliation"} <= {k.name for k in checks}
-    assert all(graph.get_check_spec(k).blocking for k in checks)
+    for table in spec.tables:
+        assert AssetKey([spec.name, "staged", table.name]) in graph.get_all_asset_keys()
+        assert AssetKey([spec.name, table.name]) in graph.get_all_asset_keys()
+        checks = [k for k in graph.asset_check_keys if k.asset_key == AssetKey([spec.name, "staged", table.name])]
+        assert {"row_count_reconciliation", "checksum_reconciliation"} <= {k.name for k in checks}
+        assert all(graph.get_check_spec(k).blocking for k in checks)

@@ -406,7 +406,89 @@ def test_status_command_prints_every_store_with_its_phase(database_url: str, tmp
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["store", "phase", "last", "run", "changed", "approved", "by", "last", "report"]
-    by_store = {line.split()[0]: line.split() for line in lines[2:]}
+    by_store = {line.split()[0]: line.split() for line in lines[2:-1]}
     assert set(by_store) == {"wallet", "metagauge", "pend", "defarm"}
     assert by_store["wallet"][1:3] == ["validated", "run-xyz"]
     assert by_store["metagauge"][1:3] == ["not_started", "-"]
+
+
+# --- 6. the Launchpad's config and what the UI shows of each phase change ---------------------------
+
+
+def test_cutover_config_refuses_an_unknown_store_before_the_run_and_an_empty_approver_in_one_line(
+    database_url: str, roots: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import DagsterInvalidConfigError
+
+    set_env(monkeypatch, database_url, roots["A"], tmp_path)
+    job = defs.resolve_job_def("cutover_store")
+    instance = DagsterInstance.ephemeral()
+    with pytest.raises(DagsterInvalidConfigError, match="not in enum type StoreName got walet"):
+        job.execute_in_process(run_config={"ops": {"cut_over_store": {"config": {"store": "walet", "approved_by": "b"}}}},
+                               instance=instance)
+    assert instance.get_runs() == []  # refused before any run was created
+
+    empty = job.execute_in_process(
+        run_config={"ops": {"cut_over_store": {"config": {"store": "wallet", "approved_by": "   "}}}},
+        instance=instance, raise_on_error=False)
+    assert not empty.success
+    (failure,) = [e for e in empty.all_events if e.is_step_failure]
+    error = failure.step_failure_data.error
+    assert (error.cls_name, error.message.strip(), error.cause) == (
+        "Failure", "dagster._core.definitions.events.Failure: approved_by is empty: give the name of the person "
+        "(it is recorded)", None)
+    with connect(database_url) as conn:
+        assert history(conn) == []
+
+
+def test_cutover_and_rollback_are_recorded_on_the_live_tables_with_who_when_and_run(
+    database_url: str, roots: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import AssetKey
+
+    reports, _ = set_env(monkeypatch, database_url, roots["A"], tmp_path)
+    stage_gate_promote(database_url, roots["A"], "run-a", tmp_path)
+    with connect(database_url) as conn:
+        build_report(conn, SPEC, "run-a", reports, outcome="promoted")
+    instance = DagsterInstance.ephemeral()
+    config = {"ops": {"cut_over_store": {"config": {"store": "wallet", "approved_by": "  Alice Reviewer "}}}}
+    cut = defs.resolve_job_def("cutover_store").execute_in_process(run_config=config, instance=instance)
+    assert instance.get_run_by_id(cut.run_id).tags["migration/store"] == "wallet"  # type: ignore[union-attr]
+    # What is approved is logged before it is: the plan, the validated run, the rows per table, the report.
+    with connect(database_url) as conn:
+        plan_id = get_phase(conn, "wallet").plan_id
+    messages = [e.user_message for e in instance.all_logs(cut.run_id) if e.user_message]
+    about = next(m for m in messages if "about to approve" in m)
+    report_path = (reports / "wallet" / "run-a" / "report.html").resolve()
+    assert about == (f"wallet: about to approve plan {plan_id} of run run-a (350 live rows: wallets 100, users 50, "
+                     f"wallet_metadata 100, wallet_audit_log 100); report {report_path}; approver Alice Reviewer")
+    for table in ("wallets", "users", "wallet_metadata", "wallet_audit_log"):
+        observed = instance.fetch_observations(AssetKey(["wallet", table]), limit=1).records[0]
+        metadata = observed.asset_observation.metadata  # type: ignore[union-attr]
+        assert (metadata["phase"].value, metadata["phase_by"].value, metadata["approved_by"].value) == (
+            "cut_over", "Alice Reviewer", "Alice Reviewer")
+        assert metadata["phase_at"].value > 0 and observed.event_log_entry.run_id == cut.run_id
+    report = instance.get_latest_materialization_event(AssetKey(["wallet", "validation_report"]))
+    assert report is not None and report.run_id == cut.run_id
+    assert report.asset_materialization.metadata["approved_by"].value == "Alice Reviewer"  # type: ignore[union-attr]
+
+    # A second cutover is refused in one line.
+    again = defs.resolve_job_def("cutover_store").execute_in_process(run_config=config, instance=instance,
+                                                                     raise_on_error=False)
+    (failure,) = [e for e in again.all_events if e.is_step_failure]
+    assert failure.step_failure_data.error.message.strip() == (
+        "dagster._core.definitions.events.Failure: wallet is cut_over: only a promoted store can be cut over "
+        "(promote it first)")
+
+    back = defs.resolve_job_def("rollback_store").execute_in_process(
+        run_config={"ops": {"roll_back_store": {"config": {"store": "wallet", "requested_by": "carol"}}}},
+        instance=instance)
+    for table, rows in (("wallets", 0), ("users", 0)):
+        event = instance.get_latest_materialization_event(AssetKey(["wallet", table]))
+        assert event is not None and event.run_id == back.run_id
+        metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
+        assert (metadata["phase"].value, metadata["phase_by"].value, metadata["dagster/row_count"].value) == (
+            "rolled_back", "carol", rows)
+    report = instance.get_latest_materialization_event(AssetKey(["wallet", "validation_report"]))
+    assert report is not None and report.run_id == back.run_id
+    assert "rolled_back" in (reports / "wallet" / "run-a" / "report.html").read_text(encoding="utf-8")

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import DagsterInstance
 
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import PromotionBlockedError
@@ -27,6 +27,7 @@ from migration_pipeline.core.promote import get_phase, promote
 from migration_pipeline.core.reconcile import current_plan
 from migration_pipeline.core.report import build_report
 from migration_pipeline.definitions import defs, job_name
+from migration_pipeline.stores.factory import live_keys
 
 from .test_lifecycle import SPEC, failure_text, history, set_env, snapshot, stage_and_gate, stage_gate_promote
 
@@ -224,7 +225,7 @@ def test_the_live_step_fails_alone_and_re_materializing_live_promotes_the_valida
     holder.execute("COMMIT")
     holder.close()
 
-    again = defs.resolve_job_def(job_name("wallet")).get_subset(asset_selection={AssetKey(["wallet", "live"])})
+    again = defs.resolve_job_def(job_name("wallet")).get_subset(asset_selection=set(live_keys(SPEC)))
     second = again.execute_in_process(instance=instance, raise_on_error=False)
     assert second.success, failure_text(second)
     with connect(database_url) as conn:

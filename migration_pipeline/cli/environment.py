@@ -20,13 +20,16 @@ storage:
   postgres:
     postgres_url:
       env: DAGSTER_PG_URL
-# Runs and backfills launched from the UI wait in a queue that the daemon of `dagster dev` works off,
-# two at a time (each run already keeps both cores busy).
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
+# Runs and backfills launched from the UI wait in the queue that the daemon of `dagster dev` works off, two at
+# a time (each run already keeps both cores busy). Every loading and promotion step of a store is in the store's
+# pool (`migration_<store>`), one run at a time: a second run of a store waits in the queue instead of failing on
+# the store's lock. Enforced per run (a run starts when its pools are free), so a killed process holds no slot.
+concurrency:
+  runs:
     max_concurrent_runs: 2
+  pools:
+    default_limit: 1
+    granularity: run
 nux:
   enabled: false
 telemetry:

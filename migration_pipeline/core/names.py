@@ -78,3 +78,18 @@ def sync_schedule_name(store: str) -> str:
 
 def gx_data_source(store: str) -> str:
     return f"{store}_staging"
+
+
+def live_op(store: str) -> str:
+    """Dagster's op of a store's promotion (the multi-asset that makes its live tables)."""
+    return f"{store}__live"
+
+
+def store_pool(store: str) -> str:
+    """The Dagster concurrency pool of a store's loading and promotion steps (one run of a store at a time)."""
+    return f"migration_{store}"
+
+
+# Steps of a store's Dagster graph whose asset keys (`<store>/<step>`) a live table's key (`<store>/<table>`)
+# must not take.
+STORE_STEPS = ("source_files", "backup", "staged", "validation_report")

@@ -2,15 +2,17 @@
 
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import AssetExecutionContext, ConfigurableResource, Failure, InitResourceContext
 from pydantic import PrivateAttr
 
 from migration_pipeline.core.database import connect
-from migration_pipeline.core.errors import ConfigurationError
+from migration_pipeline.core.errors import ConfigurationError, MigrationError
 from migration_pipeline.core.lease import StoreLease
 
 
@@ -71,3 +73,37 @@ class MigrationResource(ConfigurableResource):  # type: ignore[misc]
 
     def describe(self) -> dict[str, Any]:
         return {"source_root": str(self.root().resolve()), "report_dir": str(self.reports().resolve())}
+
+
+@contextmanager
+def step_errors() -> Iterator[None]:
+    """A step's expected refusals (a blocked promotion, a busy store, a setting missing) end it with their one
+    line and no retry; a transient database error (psycopg.OperationalError: a dropped connection, a failover)
+    propagates, so that the step's RetryPolicy runs it again."""
+    try:
+        yield
+    except MigrationError as exc:
+        raise Failure(description=str(exc), allow_retries=False) from exc
+    except psycopg.OperationalError:
+        raise
+
+
+def run_stores(context: AssetExecutionContext) -> list[str]:
+    """The stores whose assets this run materializes (every asset but the shared schema is `<store>/…`)."""
+    selection = context.run.asset_selection or set()
+    checks = context.run.asset_check_selection or set()
+    keys = {*selection, *(c.asset_key for c in checks)}
+    return sorted({k.path[0] for k in keys if len(k.path) > 1})
+
+
+def tag_run_with_stores(context: AssetExecutionContext) -> None:
+    """Tag the run with its stores (`migration/store` when one, `migration/stores` always), as the CLI and the
+    jobs do: a Materialize from the asset graph is found by store in the Runs list too."""
+    stores = run_stores(context) or sorted({k.path[0] for k in context.selected_asset_keys if len(k.path) > 1})
+    tags = context.run.tags
+    wanted = {"migration/stores": ",".join(stores)}
+    if len(stores) == 1:
+        wanted["migration/store"] = stores[0]
+    missing = {k: v for k, v in wanted.items() if k not in tags}
+    if missing:
+        context.instance.add_run_tags(context.run_id, missing)

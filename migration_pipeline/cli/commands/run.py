@@ -9,7 +9,7 @@ import sys
 from migration_pipeline.cli.console import stderr_without, store_progress, work_progress
 from migration_pipeline.cli.environment import preflight_run, prepare, schema_applied, selected_stores, user
 from migration_pipeline.core.errors import ConfigurationError, shorten_paths
-from migration_pipeline.core.names import gates_op
+from migration_pipeline.core.names import gates_op, live_op, staged_op
 
 # The console shows the summary (a failed step as one line); every event, with its stack trace, still goes
 # to the instance's event log (and the UI).
@@ -67,8 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in present:
         job = defs.resolve_job_def(job_name(name))
         run_config = {**_QUIET, "ops": {
-            f"{name}__live": {"config": {"force": args.force, "requested_by": user()}},
-            f"{name}__staged": {"config": {"incremental": bool(getattr(args, "incremental", False))}},
+            live_op(name): {"config": {"force": args.force, "requested_by": user()}},
+            staged_op(name): {"config": {"incremental": bool(getattr(args, "incremental", False))}},
             gates_op(name): {"config": {"max_row_loss_percent": 100.0 if getattr(args, "allow_row_loss", False)
                                          else DEFAULT_MAX_ROW_LOSS_PERCENT}},
         }}
