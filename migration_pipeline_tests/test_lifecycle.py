@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,9 +138,16 @@ def test_migrate_job_records_every_transition_and_a_verified_backup(
 ) -> None:
     reports, backups = set_env(monkeypatch, database_url, SAMPLES, tmp_path)
 
-    result = defs.resolve_job_def(job_name("wallet")).execute_in_process(instance=DagsterInstance.ephemeral())
+    instance = DagsterInstance.ephemeral()
+    result = defs.resolve_job_def(job_name("wallet")).execute_in_process(instance=instance)
     assert result.success
     run_id = result.run_id
+    # The load's progress reaches the event log (the UI's run page) as it goes, ending with the loaded counts.
+    progress = [e.user_message for e in instance.all_logs(run_id)
+                if e.dagster_event is None and e.user_message.startswith("wallet: l")]
+    assert progress[0].startswith("wallet: listing files, elapsed 0:"), progress
+    assert re.fullmatch(r"wallet: loaded 16/16 units, 28 files, \d+ rows in \d+\.\d s( \([\d,]+ rows/s\))?; "
+                        r"elapsed \d+:\d\d", progress[-1]), progress
 
     with connect(database_url) as conn:
         assert [h[:4] for h in history(conn)] == [

@@ -90,6 +90,7 @@ from migration_pipeline.core.schema import apply_migrations
 from migration_pipeline.core.spec import StoreSpec, TableSpec
 from migration_pipeline.core.stage import StageSummary, stage_store
 from migration_pipeline.core.sync import sync_store
+from migration_pipeline.progress import watch_progress
 from migration_pipeline.quality import gx as _gx  # noqa: F401 - GX (3-4 s to import) loads with the code location, not in a run
 from migration_pipeline.quality.gates import evaluate_gates
 from migration_pipeline.resources import MigrationResource, step_errors, tag_run_with_stores
@@ -476,16 +477,19 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
             if config.incremental and spec.sync is not None:
                 with migration.connect() as conn:
                     changes = detect_changes(conn, spec, migration.root())
-            if changes is not None:
-                synced = sync_store(migration.database_url, spec, migration.root(), changes, context.run_id, secret,
-                                    workers=migration.worker_count())
-                summary = synced.stage
-                extra = {"mode": "incremental", "changes": changes.describe(), "files_read": synced.files_read,
-                         "rows_carried": synced.rows_carried, "soft_deleted": synced.soft_deleted}
-            else:
-                # A run that died during the gates left a finished staging: it is checked and kept, not reloaded.
-                summary = stage_store(migration.database_url, spec, migration.root(), context.run_id, secret,
-                                      workers=migration.worker_count(), reuse_staged=True)
+            # A line in the event log every few seconds (units loaded of the total, rows/s, ETA): a 1M-user load
+            # is minutes of one step.
+            with watch_progress(migration.database_url, spec.name, context.log.info):
+                if changes is not None:
+                    synced = sync_store(migration.database_url, spec, migration.root(), changes, context.run_id,
+                                        secret, workers=migration.worker_count())
+                    summary = synced.stage
+                    extra = {"mode": "incremental", "changes": changes.describe(), "files_read": synced.files_read,
+                             "rows_carried": synced.rows_carried, "soft_deleted": synced.soft_deleted}
+                else:
+                    # A run that died during the gates left a finished staging: it is checked and kept, not reloaded.
+                    summary = stage_store(migration.database_url, spec, migration.root(), context.run_id, secret,
+                                          workers=migration.worker_count(), reuse_staged=True)
             with migration.connect() as conn:
                 if changes is None and get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
                     set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id)
@@ -673,9 +677,10 @@ def _shard_asset_definition(spec: StoreSpec, key: AssetKey, backup_key: AssetKey
         migration.hold_store_lock(spec.name, context.run_id)
         with migration.connect() as conn:
             context.log_event(ensure_schema(conn))
-        summary = stage_store(migration.database_url, spec, migration.root(), context.run_id,
-                              migration.secret(required=spec.needs_secret), workers=migration.worker_count(),
-                              partitions=wanted)
+        with watch_progress(migration.database_url, spec.name, context.log.info):
+            summary = stage_store(migration.database_url, spec, migration.root(), context.run_id,
+                                  migration.secret(required=spec.needs_secret), workers=migration.worker_count(),
+                                  partitions=wanted)
         outcomes = []
         with migration.connect() as conn:
             phase = get_phase(conn, spec.name).phase
