@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from migration_pipeline.core.bookkeeping.units import quarantine_reason_counts, quarantine_records
 from migration_pipeline.core.reconcile import current_plan
 
 COLUMNS = ("table_name", "source_file", "locator", "reason", "message", "run_id", "plan_id")
@@ -23,14 +24,9 @@ _BATCH_ROWS = 50_000
 
 
 def _batches(conn: psycopg.Connection, store: str, plan_id: str, reason: str | None) -> Iterator[pa.RecordBatch]:
-    with conn.cursor(name="quarantine_export") as cur:  # server-side: fetched a batch at a time
-        cur.execute(
-            "SELECT table_name, source_file, locator, reason, message, run_id, plan_id FROM migration.quarantine"
-            " WHERE store = %s AND plan_id = %s AND (%s::text IS NULL OR reason = %s) ORDER BY id",
-            (store, plan_id, reason, reason))
-        while rows := cur.fetchmany(_BATCH_ROWS):
-            yield pa.RecordBatch.from_arrays([pa.array([r[i] for r in rows], pa.string()) for i in range(len(COLUMNS))],
-                                             schema=SCHEMA)
+    for rows in quarantine_records(conn, store, plan_id, reason, _BATCH_ROWS):
+        yield pa.RecordBatch.from_arrays([pa.array([r[i] for r in rows], pa.string()) for i in range(len(COLUMNS))],
+                                         schema=SCHEMA)
 
 
 def export_quarantine(conn: psycopg.Connection, store: str, out: Path, fmt: str, reason: str | None = None) -> int:
@@ -56,6 +52,4 @@ def export_quarantine(conn: psycopg.Connection, store: str, out: Path, fmt: str,
 def reason_counts(conn: psycopg.Connection, store: str) -> list[tuple[str, str, int]]:
     """(table, reason, records) of the current plan's quarantine, most frequent first."""
     plan_id, _status = current_plan(conn, store)
-    return [(r[0], r[1], int(r[2])) for r in conn.execute(
-        "SELECT table_name, reason, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s"
-        " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2", (store, plan_id))]
+    return quarantine_reason_counts(conn, store, plan_id)

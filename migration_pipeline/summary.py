@@ -8,6 +8,8 @@ from typing import Any
 from tabulate import tabulate
 
 from migration_pipeline.core.backup import RecordedBackup
+from migration_pipeline.core.bookkeeping.checks import run_checks
+from migration_pipeline.core.bookkeeping.units import quarantined_per_reason
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.promote import failed_checks, get_phase
 from migration_pipeline.core.reconcile import current_plan, file_counts, table_counts
@@ -45,14 +47,10 @@ def print_store_summary(database_url: str, spec: StoreSpec, run_id: str, result:
             print(f"files seen {mapped + unmapped}, mapped {mapped}, unmapped {unmapped}")
             print(_table(["table", "source", "loaded", "quarantined"],
                          [[t, c["source"], c["staged"], c["quarantined"]] for t, c in counts.items()]))
-            reasons = conn.execute(
-                "SELECT reason, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s"
-                " GROUP BY 1 ORDER BY 2 DESC, 1", (spec.name, plan_id)).fetchall()
+            reasons = sorted(quarantined_per_reason(conn, spec.name, plan_id).items(), key=lambda r: (-r[1], r[0]))
             if reasons:
                 print(_table(["quarantine reason", "records"], [list(r) for r in reasons]))
-        checks = conn.execute(
-            "SELECT check_name, passed, summary FROM migration.check_results WHERE run_id = %s AND store = %s"
-            " ORDER BY check_name", (run_id, spec.name)).fetchall()
+        checks = [(n, p, s) for n, p, s, _details in run_checks(conn, run_id, spec.name)]
         if checks:
             print(_table(["check", "outcome", "summary"],
                          [[n, "passed" if p else "FAILED", s[:90]] for n, p, s in checks]))

@@ -29,6 +29,15 @@ import pygal
 from markupsafe import Markup
 from psycopg import sql
 
+from migration_pipeline.core.bookkeeping.backups import newest_backup_row
+from migration_pipeline.core.bookkeeping.checks import plan_adjustments, run_checks
+from migration_pipeline.core.bookkeeping.phases import phase_history
+from migration_pipeline.core.bookkeeping.plans import staging_window
+from migration_pipeline.core.bookkeeping.units import (
+    quarantine_by_table_and_reason,
+    unmapped_field_counts,
+    unmapped_files,
+)
 from migration_pipeline.core.names import migrate_job
 from migration_pipeline.core.promote import get_phase, set_report_path
 from migration_pipeline.core.reconcile import current_plan, file_counts, table_counts
@@ -202,8 +211,7 @@ def _data_docs(report_root: Path, spec: StoreSpec, run_id: str, out_dir: Path, r
 def _timings(conn: psycopg.Connection, spec: StoreSpec, plan_id: str,
              stage_seconds: Mapping[str, float] | None) -> tuple[dict[str, float], str]:
     """Seconds per phase of the load (as staging measured them, when given), and the staging window."""
-    window = conn.execute("SELECT started_at, staged_at FROM migration.staging WHERE store = %s AND plan_id = %s",
-                          (spec.name, plan_id)).fetchone()
+    window = staging_window(conn, spec.name, plan_id)
     span = ""
     seconds = {k: round(float(v), 3) for k, v in (stage_seconds or {}).items()}
     if window is not None and window[1] is not None:
@@ -222,36 +230,19 @@ def build_report(
     `stage_seconds`: the staging step's seconds per phase (its summary's `seconds`), when the caller has them."""
     plan_id, staging_status = current_plan(conn, spec.name)
     where = spec.schema if staging_status == "promoted" else spec.staging_schema
-    checks = conn.execute(
-        "SELECT check_name, passed, summary, details FROM migration.check_results"
-        " WHERE run_id = %s AND store = %s ORDER BY check_name", (run_id, spec.name)).fetchall()
+    checks = run_checks(conn, run_id, spec.name)
     # The counts this run's row-count gate saw (the report shows what was checked, and the recount costs a
     # scan of every table); counted here only when the gate did not run.
     recorded = next((c[3] for c in checks if c[0] == "row_count_reconciliation"), None) or {}
     counts = {t.name: recorded["tables"][t.name] for t in spec.tables if t.name in recorded.get("tables", {})}
     if not counts and staging_status in ("staged", "promoted"):
         counts = table_counts(conn, spec, plan_id, where)
-    reasons = conn.execute(
-        """SELECT table_name, reason, count(*),
-                  (array_agg(source_file || CASE WHEN locator IN ('', 'file') THEN '' ELSE ' ' || locator END
-                             ORDER BY id))[1:5],
-                  min(message)
-           FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1, 2 ORDER BY 1, 3 DESC""",
-        (spec.name, plan_id)).fetchall()
+    reasons = quarantine_by_table_and_reason(conn, spec.name, plan_id)
     mapped, unmapped_count = file_counts(conn, spec.name, plan_id)
-    unmapped = [r[0] for r in conn.execute(
-        "SELECT path || ' (' || size_bytes || ' bytes, sha256 ' || left(sha256, 12) || '…)' FROM"
-        " migration.source_manifest WHERE store = %s AND plan_id = %s AND status = 'unmapped' ORDER BY path LIMIT 50",
-        (spec.name, plan_id))]
-    adjustments = conn.execute(
-        "SELECT table_name, reason, rows_changed, message FROM migration.adjustments WHERE store = %s AND plan_id = %s",
-        (spec.name, plan_id)).fetchall()
-    history = [(_utc(at), *rest) for at, *rest in conn.execute(
-        "SELECT at, from_phase, to_phase, actor, run_id, note FROM migration.phase_history WHERE store = %s"
-        " ORDER BY id DESC LIMIT 30", (spec.name,)).fetchall()]
-    backup = conn.execute(
-        "SELECT archive_path, sha256, files, created_at FROM migration.backups WHERE store = %s"
-        " ORDER BY created_at DESC LIMIT 1", (spec.name,)).fetchone() if _has_backups(conn) else None
+    unmapped = unmapped_files(conn, spec.name, plan_id)
+    adjustments = plan_adjustments(conn, spec.name, plan_id)
+    history = [(_utc(at), *rest) for at, *rest in phase_history(conn, spec.name)]
+    backup = newest_backup_row(conn, spec.name)
     phase = get_phase(conn, spec.name)
 
     out_dir = report_root / spec.name / run_id
@@ -266,9 +257,7 @@ def build_report(
     for _table, reason, n, *_ in reasons:
         by_reason[reason] = by_reason.get(reason, 0) + n
     by_reason = dict(sorted(by_reason.items(), key=lambda item: (-item[1], item[0])))
-    unmapped_fields = conn.execute(
-        "SELECT table_name, field, sum(records)::bigint FROM migration.unmapped_fields WHERE store = %s AND plan_id = %s"
-        " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50", (spec.name, plan_id)).fetchall()
+    unmapped_fields = unmapped_field_counts(conn, spec.name, plan_id)
     flagged = next((c[3] for c in checks if c[0] in [g.name for g in spec.gates] and not c[1]), None)
     if stage_seconds is None and (out_dir / "summary.json").is_file():
         # A later build of the same run's report (promotion, cutover) keeps the timings staging reported.
@@ -318,10 +307,6 @@ def build_report(
     conn.commit()
     write_index(report_root)
     return path
-
-
-def _has_backups(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass('migration.backups') IS NOT NULL").fetchone() == (True,)
 
 
 def write_index(report_root: Path) -> Path:

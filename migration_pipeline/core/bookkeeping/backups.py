@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -70,3 +71,13 @@ def mark_pruned(conn: psycopg.Connection, store: str, archive: Path) -> None:
 
 def _rows(cursor: psycopg.Cursor) -> list[RecordedBackup]:  # type: ignore[type-arg]
     return [RecordedBackup(r[0], Path(r[1]), Path(r[2]), *r[3:]) for r in cursor]
+
+
+def newest_backup_row(conn: psycopg.Connection, store: str) -> tuple[str, str, int, Any] | None:
+    """(archive, sha256, files, created at) of the store's newest backup; None without one (or without the
+    table: a report may be rendered on a database whose bookkeeping predates backups)."""
+    if conn.execute("SELECT to_regclass('migration.backups') IS NOT NULL").fetchone() != (True,):
+        return None
+    row = conn.execute("SELECT archive_path, sha256, files, created_at FROM migration.backups WHERE store = %s"
+                       " ORDER BY created_at DESC LIMIT 1", (store,)).fetchone()
+    return (str(row[0]), str(row[1]), int(row[2]), row[3]) if row else None

@@ -62,3 +62,17 @@ def adjust_for_notes(conn: psycopg.Connection, store: str, plan_id: str) -> None
            GROUP BY store, plan_id, table_name, reason, message ORDER BY table_name, reason, message""",
         (store, plan_id),
     )
+
+
+def run_checks(conn: psycopg.Connection, run_id: str, store: str) -> list[tuple[str, bool, str, Any]]:
+    """(check name, passed, summary, details) of every gate the run recorded for the store, by name."""
+    return [(str(n), bool(p), str(s), d) for n, p, s, d in conn.execute(
+        "SELECT check_name, passed, summary, details FROM migration.check_results"
+        " WHERE run_id = %s AND store = %s ORDER BY check_name", (run_id, store)).fetchall()]
+
+
+def plan_adjustments(conn: psycopg.Connection, store: str, plan_id: str) -> list[tuple[str, str, int, str]]:
+    """(table, reason, rows changed, message) of every adjustment of the plan."""
+    return [(str(t), str(r), int(n), str(m)) for t, r, n, m in conn.execute(
+        "SELECT table_name, reason, rows_changed, message FROM migration.adjustments WHERE store = %s AND plan_id = %s",
+        (store, plan_id)).fetchall()]

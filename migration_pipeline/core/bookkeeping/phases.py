@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -57,3 +58,10 @@ def live_plans(conn: psycopg.Connection, store: str) -> list[str]:
     """The plan of the store's live version, if any: its bookkeeping is kept (for its report and rollback)."""
     rows = conn.execute("SELECT plan_id FROM migration.store_phase WHERE store = %s AND plan_id IS NOT NULL", (store,))
     return [r[0] for r in rows]
+
+
+def phase_history(conn: psycopg.Connection, store: str, limit: int = 30) -> list[tuple[Any, ...]]:
+    """(at, from, to, actor, run id, note) of the store's latest phase changes, newest first."""
+    return list(conn.execute(
+        "SELECT at, from_phase, to_phase, actor, run_id, note FROM migration.phase_history WHERE store = %s"
+        " ORDER BY id DESC LIMIT %s", (store, limit)).fetchall())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
@@ -108,3 +109,10 @@ def staged_plan_for_update(conn: psycopg.Connection, store: str) -> StagedPlan |
         "SELECT plan_id, status, run_id, xmin::text, staged_at FROM migration.staging WHERE store = %s FOR UPDATE",
         (store,)).fetchone()
     return None if row is None else StagedPlan(*row)
+
+
+def staging_window(conn: psycopg.Connection, store: str, plan_id: str) -> tuple[Any, Any] | None:
+    """(started at, staged at) of the plan; staged at is None until it is staged."""
+    row = conn.execute("SELECT started_at, staged_at FROM migration.staging WHERE store = %s AND plan_id = %s",
+                       (store, plan_id)).fetchone()
+    return (row[0], row[1]) if row else None

@@ -4,7 +4,7 @@ committed unit is whole and a crashed one left nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, LiteralString
 
 import psycopg
@@ -333,3 +333,52 @@ def flags_per_reason(conn: psycopg.Connection, store: str, plan_id: str) -> list
         """SELECT reason, count(*), (array_agg(source_file ORDER BY source_file))[1:20]
            FROM migration.flagged_records WHERE store = %s AND plan_id = %s GROUP BY reason ORDER BY reason""",
         (store, plan_id)).fetchall()]
+
+
+def quarantine_by_table_and_reason(conn: psycopg.Connection, store: str, plan_id: str,
+                                   samples: int = 5) -> list[tuple[str, str, int, list[str], str]]:
+    """(table, reason, records, the first `samples` locations as "file locator", one message) of the plan's
+    quarantine, the most frequent reason of each table first."""
+    return [(str(t), str(r), int(n), list(s), str(m)) for t, r, n, s, m in conn.execute(
+        """SELECT table_name, reason, count(*),
+                  (array_agg(source_file || CASE WHEN locator IN ('', 'file') THEN '' ELSE ' ' || locator END
+                             ORDER BY id))[1:%s],
+                  min(message)
+           FROM migration.quarantine WHERE store = %s AND plan_id = %s GROUP BY 1, 2 ORDER BY 1, 3 DESC""",
+        (samples, store, plan_id)).fetchall()]
+
+
+def quarantine_reason_counts(conn: psycopg.Connection, store: str, plan_id: str) -> list[tuple[str, str, int]]:
+    """(table, reason, records) of the plan's quarantine, most frequent first."""
+    return [(str(r[0]), str(r[1]), int(r[2])) for r in conn.execute(
+        "SELECT table_name, reason, count(*) FROM migration.quarantine WHERE store = %s AND plan_id = %s"
+        " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2", (store, plan_id))]
+
+
+def quarantine_records(conn: psycopg.Connection, store: str, plan_id: str, reason: str | None,
+                       batch_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+    """The plan's quarantine rows (table, file, locator, reason, message, run id, plan id), optionally of one
+    reason, in batches read from a server-side cursor."""
+    with conn.cursor(name="quarantine_records") as cur:
+        cur.execute(
+            "SELECT table_name, source_file, locator, reason, message, run_id, plan_id FROM migration.quarantine"
+            " WHERE store = %s AND plan_id = %s AND (%s::text IS NULL OR reason = %s) ORDER BY id",
+            (store, plan_id, reason, reason))
+        while rows := cur.fetchmany(batch_rows):
+            yield rows
+
+
+def unmapped_files(conn: psycopg.Connection, store: str, plan_id: str, limit: int = 50) -> list[str]:
+    """"path (size bytes, sha256 abc…)" of the plan's unmapped files, by path."""
+    return [str(r[0]) for r in conn.execute(
+        "SELECT path || ' (' || size_bytes || ' bytes, sha256 ' || left(sha256, 12) || '…)' FROM"
+        " migration.source_manifest WHERE store = %s AND plan_id = %s AND status = 'unmapped' ORDER BY path LIMIT %s",
+        (store, plan_id, limit))]
+
+
+def unmapped_field_counts(conn: psycopg.Connection, store: str, plan_id: str,
+                          limit: int = 50) -> list[tuple[str, str, int]]:
+    """(table, field, records) of the source fields no column took, most frequent first."""
+    return [(str(t), str(f), int(n)) for t, f, n in conn.execute(
+        "SELECT table_name, field, sum(records)::bigint FROM migration.unmapped_fields WHERE store = %s AND plan_id = %s"
+        " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT %s", (store, plan_id, limit)).fetchall()]
