@@ -26,6 +26,15 @@ from typing import Any
 
 import psycopg
 
+from migration_pipeline.core.bookkeeping.monitor import (
+    files_listed,
+    gates_passed,
+    has_backup,
+    lease_held,
+    rows_per_unit,
+    staging_progress,
+)
+
 POLL_SECONDS = 1.0
 LINE_SECONDS = 5.0
 
@@ -93,21 +102,16 @@ class StoreProgress:
         plan_id, run_id, status, units_total, age = row
         if self._plan is None or self._plan.plan_id != plan_id:
             resumed = self._baseline is not None and self._baseline[0] == plan_id
-            self._plan = _Plan(plan_id, files=self._one(conn, (
-                "SELECT count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s AND unit_no IS NULL"),
-                plan_id), age_offset=age if resumed else 0.0)
-            self._plan.units = dict.fromkeys(self._committed(conn, plan_id), 0) if resumed else {}
+            self._plan = _Plan(plan_id, files=files_listed(conn, self.store, plan_id, None),
+                               age_offset=age if resumed else 0.0)
+            self._plan.units = dict.fromkeys(rows_per_unit(conn, self.store, plan_id), 0) if resumed else {}
             if resumed:  # the units an earlier run committed: counted once, their load not timed
-                self._plan.files += self._one(conn, "SELECT count(*) FROM migration.source_manifest WHERE store = %s"
-                                              " AND plan_id = %s AND unit_no = ANY(%s)", plan_id, list(self._plan.units))
+                self._plan.files += files_listed(conn, self.store, plan_id, list(self._plan.units))
         plan = self._plan
-        units = dict(conn.execute(
-            "SELECT unit_no, sum(rows_emitted)::bigint FROM migration.unit_progress WHERE store = %s AND plan_id = %s"
-            " GROUP BY unit_no", (self.store, plan_id)).fetchall())
+        units = rows_per_unit(conn, self.store, plan_id)
         new = [u for u in units if u not in plan.units]
         if new:
-            plan.files += self._one(conn, "SELECT count(*) FROM migration.source_manifest WHERE store = %s"
-                                    " AND plan_id = %s AND unit_no = ANY(%s)", plan_id, new)
+            plan.files += files_listed(conn, self.store, plan_id, new)
             plan.load_seconds = age - plan.age_offset
         plan.units = units
         done = len(units)
@@ -116,32 +120,23 @@ class StoreProgress:
         elif status == "finishing":
             phase = "finishing"
         elif status == "staged":
-            gates = conn.execute("SELECT bool_and(passed) FROM migration.check_results WHERE store = %s AND run_id = %s",
-                                 (self.store, run_id)).fetchone()
-            phase = "gates" if gates is None or gates[0] is None else "promoting" if gates[0] else "blocked"
+            gates = gates_passed(conn, self.store, run_id)
+            phase = "gates" if gates is None else "promoting" if gates else "blocked"
         else:
             phase = "promoted" if status == "promoted" else "starting"
         return Snapshot(self.store, phase, done, units_total, plan.files, sum(units.values()),
                         load_seconds=plan.load_seconds)
 
-    def _committed(self, conn: psycopg.Connection[Any], plan_id: str) -> list[int]:
-        return [r[0] for r in conn.execute("SELECT DISTINCT unit_no FROM migration.unit_progress WHERE store = %s"
-                                           " AND plan_id = %s", (self.store, plan_id))]
-
     def _staging_row(self, conn: psycopg.Connection[Any]) -> tuple[str, str, str, int, float] | None:
         try:
-            return conn.execute(
-                "SELECT plan_id, run_id, status, units_total, extract(epoch FROM clock_timestamp() - started_at)::float8"
-                " FROM migration.staging WHERE store = %s", (self.store,)).fetchone()
+            return staging_progress(conn, self.store)
         except psycopg.errors.UndefinedTable:  # sql/ not applied yet: nothing staged
             return None
 
     def _before_staging(self, conn: psycopg.Connection[Any]) -> Snapshot:
         try:
-            held = conn.execute("SELECT 1 FROM migration.store_leases WHERE store = %s AND expires_at > now() LIMIT 1",
-                                (self.store,)).fetchone()
-            backed_up = held and conn.execute("SELECT 1 FROM migration.backups WHERE store = %s LIMIT 1",
-                                              (self.store,)).fetchone()
+            held = lease_held(conn, self.store)
+            backed_up = held and has_backup(conn, self.store)
         except psycopg.errors.UndefinedTable:
             return Snapshot(self.store, "starting")
         writing = self._backup_being_written()
@@ -159,10 +154,6 @@ class StoreProgress:
             return sum(p.stat().st_size for p in self.backup_dir.glob(f".{self.store}-*.tar.zst.part")) or None
         except OSError:
             return None
-
-    def _one(self, conn: psycopg.Connection[Any], query: str, *params: Any) -> int:
-        row = conn.execute(query, (self.store, *params)).fetchone()  # type: ignore[arg-type]
-        return int(row[0]) if row else 0
 
 
 # --- text ------------------------------------------------------------------------------------------------

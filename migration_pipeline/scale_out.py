@@ -48,6 +48,8 @@ from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
 from dagster_celery.make_app import make_app
 
 from migration_pipeline.core.backup import latest_backup, prune_strays, record_backup, write_backup
+from migration_pipeline.core.bookkeeping.plans import plan_status, units_total
+from migration_pipeline.core.bookkeeping.units import committed_units
 from migration_pipeline.core.errors import ConfigurationError
 from migration_pipeline.core.lease import StoreLease
 from migration_pipeline.core.promote import get_phase, set_phase
@@ -197,12 +199,11 @@ def fan_out_job(store: str, queue: str = DEFAULT_QUEUE) -> JobDefinition:
         summary = stage_store(url, spec, migration.root(), context.run_id, secret, workers=1,
                               partitions=set(partition_keys(spec, migration.root())))
         with migration.connect() as conn:
-            row = conn.execute("SELECT status, units_total FROM migration.staging WHERE store = %s",
-                               (spec.name,)).fetchone()
-            committed = conn.execute("SELECT count(DISTINCT unit_no) FROM migration.unit_progress"
-                                     " WHERE store = %s AND plan_id = %s", (spec.name, summary.plan_id)).fetchone()
-        if row is not None and row[0] != "staged":
-            if committed is None or committed[0] != row[1]:  # units outside every partition: the usual path
+            status = plan_status(conn, spec.name)
+            total = units_total(conn, spec.name)
+            committed = len(committed_units(conn, spec.name, summary.plan_id))
+        if status is not None and status != "staged":
+            if committed != total:  # units outside every partition: the usual path
                 summary = stage_store(url, spec, migration.root(), context.run_id, secret, workers=1)
             else:
                 # On threads (the pool process of a Celery worker may not start processes of its own).

@@ -56,6 +56,7 @@ from dagster import (
 from pydantic import Field
 
 from migration_pipeline.core.backup import latest_backup, prune_strays, record_backup, write_backup
+from migration_pipeline.core.bookkeeping.phases import last_actor
 from migration_pipeline.core.changes import detect_changes
 from migration_pipeline.core.names import (
     STORE_STEPS,
@@ -373,9 +374,7 @@ def _counts_metadata(summary: StageSummary) -> dict[str, Any]:
 def _phase_metadata(conn: psycopg.Connection, spec: StoreSpec) -> dict[str, Any]:
     """Who moved the store to its phase, when (with zone), in which run."""
     phase = get_phase(conn, spec.name)
-    actor = conn.execute("SELECT actor FROM migration.phase_history WHERE store = %s ORDER BY id DESC LIMIT 1",
-                         (spec.name,)).fetchone()
-    metadata: dict[str, Any] = {"phase": phase.phase, "phase_by": actor[0] if actor else "",
+    metadata: dict[str, Any] = {"phase": phase.phase, "phase_by": last_actor(conn, spec.name),
                                 "phase_run": phase.run_id or ""}
     changed = getattr(phase.changed_at, "timestamp", None)
     if changed is not None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from migration_pipeline.core.bookkeeping.units import table_quarantine_by_reason
+
 
 @dataclass(frozen=True, slots=True)
 class CatalogColumn:
@@ -74,11 +76,8 @@ def quarantine_by_reason(
     conn: psycopg.Connection, store: str, plan_id: str, table: str, samples: int = 3
 ) -> list[QuarantineReason]:
     """The plan's quarantined records of one table by reason, each with the locators of its first records."""
-    rows = conn.execute(
-        "SELECT reason, count(*), (array_agg(source_file || ' ' || locator ORDER BY source_file, locator))[1:%s]"
-        " FROM migration.quarantine WHERE store = %s AND plan_id = %s AND table_name = %s"
-        " GROUP BY reason ORDER BY count(*) DESC, reason", (samples, store, plan_id, table)).fetchall()
-    return [QuarantineReason(reason, int(count), tuple(locators)) for reason, count, locators in rows]
+    return [QuarantineReason(reason, count, tuple(locators))
+            for reason, count, locators in table_quarantine_by_reason(conn, store, plan_id, table, samples)]
 
 
 def _cell(text: str) -> str:

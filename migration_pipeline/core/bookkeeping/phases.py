@@ -65,3 +65,10 @@ def phase_history(conn: psycopg.Connection, store: str, limit: int = 30) -> list
     return list(conn.execute(
         "SELECT at, from_phase, to_phase, actor, run_id, note FROM migration.phase_history WHERE store = %s"
         " ORDER BY id DESC LIMIT %s", (store, limit)).fetchall())
+
+
+def last_actor(conn: psycopg.Connection, store: str) -> str:
+    """Who made the store's latest phase change ('' before the first)."""
+    row = conn.execute("SELECT actor FROM migration.phase_history WHERE store = %s ORDER BY id DESC LIMIT 1",
+                       (store,)).fetchone()
+    return str(row[0]) if row else ""

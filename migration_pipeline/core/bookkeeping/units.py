@@ -382,3 +382,12 @@ def unmapped_field_counts(conn: psycopg.Connection, store: str, plan_id: str,
     return [(str(t), str(f), int(n)) for t, f, n in conn.execute(
         "SELECT table_name, field, sum(records)::bigint FROM migration.unmapped_fields WHERE store = %s AND plan_id = %s"
         " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT %s", (store, plan_id, limit)).fetchall()]
+
+
+def table_quarantine_by_reason(conn: psycopg.Connection, store: str, plan_id: str, table: str,
+                               samples: int = 3) -> list[tuple[str, int, list[str]]]:
+    """(reason, records, "file locator" of the first `samples` in file order) of one table's quarantine."""
+    return [(str(r), int(n), list(s)) for r, n, s in conn.execute(
+        "SELECT reason, count(*), (array_agg(source_file || ' ' || locator ORDER BY source_file, locator))[1:%s]"
+        " FROM migration.quarantine WHERE store = %s AND plan_id = %s AND table_name = %s"
+        " GROUP BY reason ORDER BY count(*) DESC, reason", (samples, store, plan_id, table)).fetchall()]
