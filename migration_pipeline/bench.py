@@ -153,17 +153,7 @@ def _in_child(function: Callable[..., T], *args: Any) -> T:
 
 
 def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
-    starts: dict[str, float] = {}
-    durations: dict[str, float] = {}
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            starts[event.step_key] = entry.timestamp
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
-            durations[event.step_key] = entry.timestamp - starts[event.step_key]
-    return durations
+    return {step: end - start for step, (start, end) in _step_spans(instance, run_id).items()}
 
 
 def _stage_seconds(instance: Any) -> dict[str, float]:
@@ -650,6 +640,7 @@ class Measured:
 
 
 def _step_spans(instance: Any, run_id: str) -> dict[str, tuple[float, float]]:
+    """(start, end) of every step of the run that ended, from its event log."""
     starts: dict[str, float] = {}
     spans: dict[str, tuple[float, float]] = {}
     for entry in instance.all_logs(run_id):
