@@ -247,3 +247,23 @@ def test_names_that_are_not_utf8_and_links_are_listed_never_loaded(tmp_path: Pat
     assert f"uploads/kyc/{bad}/application.json" in discovery.unmapped
     assert "explorer-data/2024-03-01/link.json" in discovery.unmapped
     assert len(discovery.units) == len(PEND_STORE.discover(PEND).units)
+
+
+def test_documents_are_staged_in_bounded_batches_so_memory_stays_flat(database_url: str, tmp_path: Path) -> None:
+    """Folders are grouped into units (a unit per folder cost a transaction and a COPY per table for a few
+    kilobytes) and documents go to COPY in batches of up to KYC_BATCH_BYTES: the loader never holds much more
+    than one batch, whatever the store's total (here ~8x the batch)."""
+    import tracemalloc
+
+    made = generate_pend_store(tmp_path, users=240, days=1, seed=11, document_kib=256)
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "pend" / "uploads").rglob("*") if p.is_file())
+    assert on_disk > 8 * pend_store.KYC_BATCH_BYTES
+    tracemalloc.start()
+    try:
+        summary = stage_store(database_url, PEND_STORE, tmp_path, "flat", None, workers=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert summary.seen["kyc_documents"] == made.documents  # staged or quarantined with a reason
+    assert summary.units < made.documents // 10  # folders grouped into units
+    assert peak < 6 * pend_store.KYC_BATCH_BYTES, f"peak {peak / 2**20:.0f} MiB for {on_disk / 2**20:.0f} MiB of documents"

@@ -52,6 +52,11 @@ CHAIN_FILE = re.compile(r"([a-z0-9][a-z0-9-]{0,62})\.json", re.ASCII)
 # Unit numbers by kind: wallet-db 0, admin files 1-2, explorer files from 10_000, KYC folders from 10_000_000.
 EXPLORER_UNITS = 10_000
 KYC_UNITS = 10_000_000
+# KYC folders are small (an application and a few documents): a unit of one folder cost a transaction and a
+# COPY per table for a few kilobytes (5,000 folders staged at 130 rows/s). A unit takes this many folders, and
+# its documents go to COPY in batches of up to KYC_BATCH_BYTES, so memory stays bounded however many there are.
+KYC_FOLDERS_PER_UNIT = 100
+KYC_BATCH_BYTES = 8 << 20
 SEQ_SHIFT = 32  # a row's _seq is (unit number << SEQ_SHIFT) + its position: first-kept order is file order
 # A KYC document larger than this is quarantined `too_large`, not loaded (it is still hashed and archived).
 # PEND_KYC_MAX_BYTES overrides it at run time: a COPY holds one document, as hex, twice, at a time.
@@ -109,7 +114,7 @@ def discover(store_dir: Path) -> Discovery:
     unmapped: list[str] = []
     explorer: list[tuple[str, str, str]] = []
     kyc: dict[str, list[str]] = {}
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"units of {KYC_FOLDERS_PER_UNIT} KYC folders\n".encode())  # a new layout: no resume
     for rel in everything:
         st = os.lstat(store_dir / rel)
         digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
@@ -131,8 +136,10 @@ def discover(store_dir: Path) -> Discovery:
             unmapped.append(rel)
     for n, (day, chain, rel) in enumerate(sorted(explorer)):
         units.append(Unit(EXPLORER_UNITS + n, ("blockchain_events", rel, day, chain), partition=day))
-    for n, folder in enumerate(sorted(kyc)):
-        units.append(Unit(KYC_UNITS + n, ("kyc", folder, tuple(sorted(kyc[folder])))))
+    folders = sorted(kyc)
+    for n, start in enumerate(range(0, len(folders), KYC_FOLDERS_PER_UNIT)):
+        group = tuple((folder, tuple(sorted(kyc[folder]))) for folder in folders[start:start + KYC_FOLDERS_PER_UNIT])
+        units.append(Unit(KYC_UNITS + n, ("kyc", group)))
     units.sort(key=lambda u: u.number)
     return Discovery(units=tuple(units), unmapped=tuple(sorted(unmapped)), fingerprint=digest.hexdigest())
 
@@ -214,13 +221,27 @@ def _count_unknown(batch: Batch, unknown: dict[str, list[str]]) -> None:
 
 
 def _read_kyc(unit: Unit, context: ReadContext) -> Iterator[Batch]:
-    """application.json, then each document on its own batch (its bytes are in memory one at a time)."""
-    _, folder, names = unit.payload
-    base = f"{KYC}/{folder}"
+    """The unit's folders in order: each application.json, then its documents, in batches of up to
+    KYC_BATCH_BYTES of document bytes (a document larger than that is a batch of its own)."""
+    _, folders = unit.payload
     seq = unit.number << SEQ_SHIFT
+    cap = kyc_max_bytes()
+    batch, held = Batch(), 0
+    for folder, names in folders:
+        seq = _read_application(context, folder, names, batch, seq)
+        for name in (n for n in names if n != APPLICATION and APPLICATION in names):
+            seq, size = _read_document(context, folder, name, cap, batch, seq)
+            held += size
+            if held >= KYC_BATCH_BYTES:
+                yield batch
+                batch, held = Batch(), 0
+    yield batch
+
+
+def _read_application(context: ReadContext, folder: str, names: tuple[str, ...], batch: Batch, seq: int) -> int:
+    """The folder's application row (or, without application.json, every document quarantined); the next seq."""
+    base = f"{KYC}/{folder}"
     documents = [n for n in names if n != APPLICATION]
-    batch = Batch()
-    unknown: list[str] = []
     if APPLICATION not in names:
         batch.quarantine("kyc_applications", base, "folder", "missing_application",
                          f"the KYC folder has no {APPLICATION}: none of its documents ({len(documents)}) is loaded")
@@ -228,8 +249,8 @@ def _read_kyc(unit: Unit, context: ReadContext) -> Iterator[Batch]:
             batch.manifest.append(describe_file(context.store_dir, f"{base}/{name}", mapped=True))
             batch.quarantine("kyc_documents", f"{base}/{name}", "file", "missing_application",
                              f"its folder has no {APPLICATION}")
-        yield batch
-        return
+        return seq
+    unknown: list[str] = []
     relative = f"{base}/{APPLICATION}"
     data = _read_small(context, relative, "kyc_applications", batch)
     if data is not None:
@@ -245,40 +266,37 @@ def _read_kyc(unit: Unit, context: ReadContext) -> Iterator[Batch]:
             except nz.Reject as exc:
                 batch.quarantine("kyc_applications", relative, "file", exc.reason, exc.message)
     batch.count_unmapped("kyc_applications", unknown)
-    yield batch
-    cap = kyc_max_bytes()
-    for name in documents:
-        batch = Batch()
-        relative = f"{base}/{name}"
-        try:
-            content, stat = read_unless_larger(str(context.store_dir / relative), cap)
-        except OSError as exc:
-            batch.manifest.append(ManifestEntry(relative, 0, "", True, None))
-            batch.quarantine("kyc_documents", relative, "file", "unreadable_file",
-                             f"cannot read the file ({exc.strerror})")
-            yield batch
-            continue
-        if content is None:  # hashed a block at a time for the manifest, never held
-            batch.manifest.append(describe_file(context.store_dir, relative, mapped=True))
-            batch.quarantine("kyc_documents", relative, "file", "too_large",
-                             f"the document is {stat.st_size} bytes, over the {cap} a KYC document may have"
-                             " (PEND_KYC_MAX_BYTES)")
-            yield batch
-            continue
-        sha256 = hashlib.sha256(content).hexdigest()
-        batch.manifest.append(ManifestEntry(relative, len(content), sha256, True, stat.st_mtime_ns))
-        sniffed = nz.sniff(content[:16])
-        try:
-            name_text = nz.text(name, "the file name")
-        except nz.Reject as exc:
-            batch.quarantine("kyc_documents", relative, "file", exc.reason, exc.message)
-            yield batch
-            continue
-        seq += 1
-        batch.add_row("kyc_documents", (folder, name_text, sniffed, nz.type_of_name(name) == sniffed, len(content),
-                                        sha256, content, relative, "file", seq))
-        del content
-        yield batch
+    return seq
+
+
+def _read_document(context: ReadContext, folder: str, name: str, cap: int, batch: Batch,
+                   seq: int) -> tuple[int, int]:
+    """One document into the batch (a row, or a quarantine row); the next seq and the bytes now held."""
+    relative = f"{KYC}/{folder}/{name}"
+    try:
+        content, stat = read_unless_larger(str(context.store_dir / relative), cap)
+    except OSError as exc:
+        batch.manifest.append(ManifestEntry(relative, 0, "", True, None))
+        batch.quarantine("kyc_documents", relative, "file", "unreadable_file", f"cannot read the file ({exc.strerror})")
+        return seq, 0
+    if content is None:  # hashed a block at a time for the manifest, never held
+        batch.manifest.append(describe_file(context.store_dir, relative, mapped=True))
+        batch.quarantine("kyc_documents", relative, "file", "too_large",
+                         f"the document is {stat.st_size} bytes, over the {cap} a KYC document may have"
+                         " (PEND_KYC_MAX_BYTES)")
+        return seq, 0
+    sha256 = hashlib.sha256(content).hexdigest()
+    batch.manifest.append(ManifestEntry(relative, len(content), sha256, True, stat.st_mtime_ns))
+    try:
+        name_text = nz.text(name, "the file name")
+    except nz.Reject as exc:
+        batch.quarantine("kyc_documents", relative, "file", exc.reason, exc.message)
+        return seq, 0
+    seq += 1
+    sniffed = nz.sniff(content[:16])
+    batch.add_row("kyc_documents", (folder, name_text, sniffed, nz.type_of_name(name) == sniffed, len(content), sha256,
+                                    content, relative, "file", seq))
+    return seq, len(content)
 
 
 def _read_small(context: ReadContext, relative: str, table: str, batch: Batch) -> bytes | None:
