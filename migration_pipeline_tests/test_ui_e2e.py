@@ -529,5 +529,7 @@ def test_backfill_of_the_pend_days_from_the_dagster_ui(database_url: str, tmp_pa
             days = conn.execute("SELECT day::text, count(*) FROM pend__staging.blockchain_events GROUP BY day ORDER BY day"
                                 ).fetchall()
     assert len(runs) == 1  # both days were loaded by the backfill's single run
-    # data_samples/pend/EXPECTED.md: 2024-03-01 loads 2 ethereum + 2 polygon events, 2024-03-02 one base event.
-    assert days == [("2024-03-01", 4), ("2024-03-02", 1)]
+    # data_samples/pend/EXPECTED.md: 2024-03-01 loads 2 ethereum + 2 polygon events, 2024-03-02 one base event;
+    # ethereum's [2] repeats [0]'s key and stays staged until the staged table is finished (whole-store
+    # duplicates are quarantined then, not by a day's load).
+    assert days == [("2024-03-01", 5), ("2024-03-02", 1)]
