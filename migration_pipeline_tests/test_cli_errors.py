@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from migration_pipeline.core.database import connect, with_database
+from migration_pipeline.core.database import connect, redact_dsn, with_database
 
 from .conftest import REPO, SAMPLES
 
@@ -113,7 +113,6 @@ def _as(url: str, user: str, password: str) -> str:
     ("postgresql://ann:hunter2@h/db?bad=1&password=hunter2", "postgresql://ann:***@h/db?bad=1&password=***"),
 ])
 def test_redact_dsn_removes_the_password_of_urls_and_keyword_strings(dsn: str, shown: str) -> None:
-    from migration_pipeline.core.database import redact_dsn
 
     assert redact_dsn(dsn) == shown
 
@@ -158,8 +157,6 @@ def test_nothing_listening_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_role_postgresql_does_not_know_is_one_line(tmp_path: Path, database_url: str) -> None:
-    from migration_pipeline.core.database import redact_dsn
-
     url = _as(database_url, "mp_nobody", "hunter2")
     proc = _cli(tmp_path, "status", "--database-url", url)
     assert proc.returncode == 2
@@ -249,7 +246,7 @@ def test_status_backups_and_cutover_work_from_any_folder(tmp_path: Path, databas
     assert [line.split()[:2] for line in status.stdout.splitlines()[2:-1]] == [
         ["wallet", "not_started"], ["metagauge", "not_started"], ["pend", "not_started"], ["defarm", "not_started"]]
     assert status.stdout.splitlines()[-1] == (
-        f"database: {database_url} (from --database-url; the embedded PostgreSQL is not used)")
+        f"database: {redact_dsn(database_url)} (from --database-url; the embedded PostgreSQL is not used)")
     backups = _cli(tmp_path, "backups", *common)
     assert (backups.returncode, backups.stdout, backups.stderr) == (
         0, "no backup recorded yet: the first run of a store writes one\n", "")

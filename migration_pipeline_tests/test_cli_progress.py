@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from migration_pipeline.core.database import connect
+from migration_pipeline.core.database import connect, redact_dsn
 
 from .conftest import SAMPLES
 from .test_cli_errors import _cli, _env, _run_args
@@ -194,7 +194,9 @@ def test_status_says_which_database_when_the_url_is_given(how: str, tmp_path: Pa
         proc = _cli(tmp_path, "status", env=_env(tmp_path, DATABASE_URL=database_url))
     assert proc.returncode == 0, proc.stderr
     source = "--database-url" if how == "flag" else "DATABASE_URL"
-    assert proc.stdout.splitlines()[-1] == f"database: {database_url} (from {source}; the embedded PostgreSQL is not used)"
+    # As printed: without a password (the embedded server's URL carries an empty one).
+    assert proc.stdout.splitlines()[-1] == (
+        f"database: {redact_dsn(database_url)} (from {source}; the embedded PostgreSQL is not used)")
 
 
 def test_status_says_where_the_embedded_server_runs_and_stop_stops_it(tmp_path: Path) -> None:
