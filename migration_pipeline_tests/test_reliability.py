@@ -362,7 +362,7 @@ def test_commands_on_a_database_that_never_ran_a_migration_answer_in_one_line(se
 def test_env_file_is_read_as_dotenv_files_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The hand-written reader kept `export ` in a key and a trailing comment in a value: the secret it set
     was wrong and every key failed verification. The environment still wins over the file."""
-    from migration_pipeline.cli import load_env_file
+    from migration_pipeline.cli.environment import load_env_file
     from migration_pipeline.core.errors import ConfigurationError
 
     env_file = tmp_path / "migration.env"
