@@ -156,16 +156,6 @@ def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
     return {step: end - start for step, (start, end) in _step_spans(instance, run_id).items()}
 
 
-def _stage_seconds(instance: Any) -> dict[str, float]:
-    """The staged asset's own timings (discover, read_and_copy, finish_sql) from its materialization."""
-    from dagster import AssetKey
-
-    event = instance.get_latest_materialization_event(AssetKey(["wallet", "staged", "wallets"]))
-    materialization = event.asset_materialization if event else None
-    seconds = materialization.metadata.get("seconds") if materialization else None
-    return dict(seconds.value) if seconds is not None else {}
-
-
 def _touch_wallets(wallet_dir: Path, count: int) -> int:
     """Change `count` ethereum wallets the way the legacy app would (a new createdAt); return how many."""
     import random
@@ -262,7 +252,7 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
             total = time.perf_counter() - t0
             steps = _step_seconds(instance, result.run_id)
-            stage_parts = _stage_seconds(instance)
+            stage_parts = _staged_seconds(instance, "wallet")
             sync_rows: list[tuple[str, float]] = []
             if sync_changes and result.success:
                 touched = _touch_wallets(root / "wallet" / "storage" / "wallets", sync_changes)
@@ -272,7 +262,7 @@ def run_benchmark(server_url: str, users: int, workers: int = 2, keep: bool = Fa
                     "ops": {"wallet__staged": {"config": {"incremental": True}}}})
                 sync_total = time.perf_counter() - t0
                 sync_steps = _step_seconds(instance, synced.run_id)
-                sync_parts = _stage_seconds(instance)
+                sync_parts = _staged_seconds(instance, "wallet")
                 sync_rows = [
                     (f"sync: stage ({touched} changed files read, the rest carried)", sync_steps.get("wallet__staged", 0.0)),
                     ("  of which carry the unchanged rows and bookkeeping (SQL)", sync_parts.get("carry", 0.0)),
@@ -763,7 +753,7 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
             total = time.perf_counter() - t0
             spans = _step_spans(instance, result.run_id)
-            stage_parts = _stage_seconds_of(instance, spec)
+            stage_parts = _staged_seconds(instance, spec)
         full_sampler = sampled
         rows = _live_rows(url, spec) if result.success else {}
         floors.append(measure_floor())
@@ -850,15 +840,6 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
     return 0 if result.success and restored_equal else 1
 
 
-def _stage_seconds_of(instance: Any, spec: StoreSpec) -> dict[str, float]:
-    from migration_pipeline.stores.factory import staged_key
-
-    event = instance.get_latest_materialization_event(staged_key(spec, spec.tables[0].name))
-    materialization = event.asset_materialization if event else None
-    seconds = materialization.metadata.get("seconds") if materialization else None
-    return dict(seconds.value) if seconds is not None else {}
-
-
 def _dump_and_restore(url: str, spec: StoreSpec, dumps: Path, rows: int) -> tuple[list[list[str]], bool]:
     """Rows timing `dump` and `restore-check` of the live schema (core.dump); a failure is a row, not a crash."""
     from migration_pipeline.core.dump import dump_store, restore_check
@@ -884,3 +865,11 @@ def _dump_and_restore(url: str, spec: StoreSpec, dumps: Path, rows: int) -> tupl
     out.append([f"restore-check (pg_restore, {len(compared)} tables compared: {'equal' if equal else 'DIFFERENT'})",
                 "", _seconds(restore_s), *blank, _per_second(rows, restore_s), "", ""])
     return out, equal
+
+
+def _staged_seconds(instance: Any, spec: StoreSpec | str) -> dict[str, float]:
+    """The staged step's own timings (discover, read_and_copy, finish_sql) from its materialization."""
+    from migration_pipeline.stores.factory import stage_seconds
+    from migration_pipeline.stores.registry import get_store
+
+    return stage_seconds(instance, get_store(spec) if isinstance(spec, str) else spec) or {}

@@ -7,6 +7,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,16 +31,25 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return start_embedded_server(Path(tempfile.mkdtemp(prefix="mp-test-pgdata-")), keep_running=False)
 
 
+@contextmanager
+def fresh_database(server_url: str, prefix: str = "mp_test") -> Iterator[str]:
+    """A database of its own on the server, with sql/ applied; dropped at the end."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    url = ensure_database(server_url, name)
+    try:
+        with connect(url) as conn:
+            apply_migrations(conn)
+            conn.commit()
+        yield url
+    finally:
+        drop_database(server_url, name)
+
+
 @pytest.fixture
 def database_url(server_url: str) -> Iterator[str]:
     """A database of its own for one test, dropped afterwards, with sql/ applied."""
-    name = f"mp_test_{uuid.uuid4().hex[:12]}"
-    url = ensure_database(server_url, name)
-    with connect(url) as conn:
-        apply_migrations(conn)
-        conn.commit()
-    yield url
-    drop_database(server_url, name)
+    with fresh_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,8 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
-from migration_pipeline.core.database import connect, drop_database, ensure_database, sqlalchemy_url
-from migration_pipeline.core.schema import apply_migrations
+from migration_pipeline.core.database import connect, sqlalchemy_url
 
 pytest.importorskip("dagster_celery", reason="dagster-celery is not installed (pip install -e '.[celery]')")
 
@@ -32,7 +31,7 @@ from migration_pipeline.scale_out import DEFAULT_BACKEND, DEFAULT_BROKER  # noqa
 from migration_pipeline.stores.wallet import WALLET_STORE  # noqa: E402
 from migration_pipeline.stores.wallet.store import UNITS_PER_SHARD  # noqa: E402
 
-from .conftest import REPO, SAMPLE_SECRET, SAMPLES  # noqa: E402
+from .conftest import REPO, SAMPLE_SECRET, SAMPLES, fresh_database  # noqa: E402
 
 pytestmark = [pytest.mark.celery, pytest.mark.slow]
 
@@ -79,17 +78,8 @@ def _pipeline_env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-@contextmanager
-def _database(server_url: str) -> Iterator[str]:
-    name = f"mp_celery_{uuid.uuid4().hex[:12]}"
-    url = ensure_database(server_url, name)
-    with connect(url) as conn:
-        apply_migrations(conn)
-        conn.commit()
-    try:
-        yield url
-    finally:
-        drop_database(server_url, name)
+def _database(server_url: str) -> AbstractContextManager[str]:
+    return fresh_database(server_url, "mp_celery")
 
 
 @contextmanager

@@ -347,10 +347,11 @@ def _run_metadata(summary: StageSummary) -> dict[str, Any]:
     }
 
 
-def _stage_seconds(instance: Any, key: AssetKey, run_id: str) -> dict[str, float] | None:
-    """The staging step's seconds per phase, as this run's materialization of a staged table recorded them."""
-    event = instance.get_latest_materialization_event(key)
-    if event is None or event.run_id != run_id or event.asset_materialization is None:
+def stage_seconds(instance: Any, spec: StoreSpec, run_id: str | None = None) -> dict[str, float] | None:
+    """The staging step's seconds per phase, as the latest materialization of the store's first staged table
+    recorded them (of run `run_id`, when given)."""
+    event = instance.get_latest_materialization_event(staged_key(spec, spec.tables[0].name))
+    if event is None or (run_id is not None and event.run_id != run_id) or event.asset_materialization is None:
         return None
     seconds = event.asset_materialization.metadata.get("seconds")
     return dict(seconds.value) if seconds is not None else None
@@ -531,8 +532,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
                 conn.commit()
             report = build_report(conn, spec, run_id, migration.reports(),
                                   outcome="validated" if passed else "blocked",
-                                  stage_seconds=_stage_seconds(context.instance, staged_key(spec, spec.tables[0].name),
-                                                               run_id))
+                                  stage_seconds=stage_seconds(context.instance, spec, run_id))
         context.log.info(f"{spec.name}: validation report {report.resolve()}")
         yield from per_table_results(spec, outcomes)
 
