@@ -26,6 +26,7 @@ import orjson
 import psutil
 
 from migration_pipeline.core.database import connect, drop_database, ensure_database
+from migration_pipeline.core.errors import ConfigurationError
 from migration_pipeline.core.manifest import read_whole
 from migration_pipeline.core.rows import copy_field
 from migration_pipeline.core.spec import StoreSpec
@@ -697,11 +698,33 @@ def _per_second(amount: float | None, seconds: float | None, scale: float = 1.0)
     return f"{amount / scale / seconds:,.0f}" if amount and seconds else ""
 
 
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def drop_page_cache() -> None:
+    """Write dirty pages back, then drop the kernel's page cache, dentries and inodes: the next reads of the
+    store (and of the database's files) go to the disk."""
+    os.sync()
+    try:
+        DROP_CACHES.write_text("3\n")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"--cold-cache cannot drop the page cache ({DROP_CACHES}: {exc.strerror or exc}): it takes root on "
+            "Linux; run the bench as root, or without --cold-cache") from None
+
+
+def _disk_read_bytes() -> int:
+    counters = psutil.disk_io_counters()
+    return int(counters.read_bytes) if counters is not None else 0
+
+
 def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], workers: int = 2,
-                    keep: bool = False, dump: bool = True, out: Callable[[str], None] = print) -> int:
+                    keep: bool = False, dump: bool = True, out: Callable[[str], None] = print,
+                    cold_cache: bool = False) -> int:
     """Generate `spec`'s store at `sizes` (or reuse `.bench/<store>-<sizes>`), measure the floor before and
     after the full Dagster run on the same files, and print the phases with their ratios; 0 if the run
-    succeeded (and the dump restored equal)."""
+    succeeded (and the dump restored equal). Warm: the page cache holds the store before each side is
+    measured; `cold_cache`: it is dropped before each side, which then reads the store from the disk."""
     import shutil
     import tempfile
 
@@ -728,15 +751,24 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
 
             apply_migrations(conn)
         warm_started = time.perf_counter()
-        for path, _ in files.files:  # both loaders read the same files: neither pays the disk for the other
-            with open(store_dir / path, "rb") as handle:
-                while handle.read(1 << 20):
-                    pass
+        if not cold_cache:
+            for path, _ in files.files:  # both loaders read the same files: neither pays the disk for the other
+                with open(store_dir / path, "rb") as handle:
+                    while handle.read(1 << 20):
+                        pass
         warm = time.perf_counter() - warm_started
+        disk_read: dict[str, int] = {}  # bytes read from the disk while each side ran
+
+        def cold_start() -> int:
+            if cold_cache:
+                drop_page_cache()
+            return _disk_read_bytes()
 
         def measure_floor() -> tuple[FloorResult, Sampler]:
+            before = cold_start()
             with Sampler(url, include_self=False) as sampled:
                 result = _in_child(generic_floor, url, store_dir, files, workers, extra, SECRET)
+            disk_read.setdefault("floor", _disk_read_bytes() - before)
             return result, sampled
 
         floors = [measure_floor()]
@@ -746,12 +778,14 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
                            "ENCRYPTION_SECRET": SECRET, "MIGRATION_WORKERS": str(workers),
                            "MIGRATION_REPORT_DIR": str((root / "reports").resolve())})
         job = defs.resolve_job_def(job_name(spec.name))
+        before = cold_start()
         with Sampler(url) as sampled, DagsterInstance.ephemeral() as instance:
             t0 = time.perf_counter()
             result = job.execute_in_process(
                 instance=instance, raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
             total = time.perf_counter() - t0
+            disk_read["full"] = _disk_read_bytes() - before
             spans = _step_spans(instance, result.run_id)
             stage_parts = _staged_seconds(instance, spec)
         full_sampler = sampled
@@ -825,7 +859,10 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
     out(f"\n{spec.name} store: {', '.join(f'{k}={v}' for k, v in sizes.items())}; {len(files.files)} files, "
         f"{files.bytes / 1e6:,.0f} MB ({files.document_bytes / 1e6:,.0f} MB of documents); "
         f"{loaded:,} rows loaded, {floor.rows:,} floor rows ({floor.parse_errors} unparsable); {workers} workers;"
-        f" page cache warmed in {warm:.1f} s (not counted)")
+        + (" page cache dropped before each side (cold)" if cold_cache else
+           f" page cache warmed in {warm:.1f} s (not counted)")
+        + f"; read from the disk: floor {disk_read.get('floor', 0) / 1e6:,.0f} MB, full run "
+          f"{disk_read.get('full', 0) / 1e6:,.0f} MB")
     out("CPU = client processes + the server backends of the bench database, sampled every 100 ms")
     out(tabulate(table, headers=PHASE_HEADERS, tablefmt="github", disable_numparse=True))
     if files.document_bytes > files.bytes // 100:

@@ -44,14 +44,26 @@ def test_every_store_is_benchmarked_by_the_tests() -> None:
     assert sorted(TINY) == sorted(s.name for s in all_stores())
 
 
+# The page cache can only be dropped by root: elsewhere the cold variant is refused (tested below).
+COLD = ["--cold-cache"] if os.geteuid() == 0 else []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["wallet", "pend", "defarm", "metagauge"])
 def test_bench_store_prints_the_floor_the_full_run_and_their_ratios(store: str, server_url: str,
                                                                      tmp_path: Path) -> None:
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "DATABASE_URL": server_url}
-    done = subprocess.run([sys.executable, "-m", "migration_pipeline.cli", "bench", "--store", store, *TINY[store]],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+    cold = COLD if store == "defarm" else []  # one store read from the disk: each side after the cache was dropped
+    done = subprocess.run([sys.executable, "-m", "migration_pipeline.cli", "bench", "--store", store, *TINY[store],
+                           *cold], cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
     lines = done.stdout.splitlines()
+    said = next(line for line in lines if line.startswith(f"{store} store: "))
+    if cold:
+        assert "; page cache dropped before each side (cold); read from the disk: floor " in said
+        floor_mb = int(said.split("read from the disk: floor ")[1].split(" MB")[0].replace(",", ""))
+        assert floor_mb > 0  # the floor's child process read the store (and its own modules) from the disk
+    else:
+        assert "; page cache warmed in " in said and "; read from the disk: floor " in said
     header = next(i for i, line in enumerate(lines) if line.startswith("| phase"))
     assert _cells(lines[header]) == list(PHASE_HEADERS)
     table = [_cells(line) for line in lines[header + 2:] if line.startswith("|")]
@@ -105,6 +117,28 @@ def test_bench_store_needs_the_generators_required_sizes(tmp_path: Path) -> None
                           cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "error: bench --store defarm needs --items"
+
+
+def test_a_cold_cache_bench_is_refused_in_one_line_where_the_page_cache_cannot_be_dropped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from migration_pipeline import bench
+    from migration_pipeline.core.errors import ConfigurationError
+
+    monkeypatch.setattr(bench, "DROP_CACHES", tmp_path / "no such folder" / "drop_caches")
+    with pytest.raises(ConfigurationError) as refused:
+        bench.drop_page_cache()
+    assert str(refused.value) == (
+        f"--cold-cache cannot drop the page cache ({tmp_path / 'no such folder' / 'drop_caches'}: No such file or "
+        "directory): it takes root on Linux; run the bench as root, or without --cold-cache")
+
+
+def test_a_cold_cache_bench_needs_a_store(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "migration_pipeline.cli", "bench", "--cold-cache"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: --cold-cache needs --store (e.g. bench --store wallet --users 100000 --cold-cache)")
 
 
 def test_byte_ranges_of_a_json_lines_file_read_every_line_once(tmp_path: Path) -> None:

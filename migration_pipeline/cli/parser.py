@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also migrate a generated metagauge store of this many users")
     bench.add_argument("--store", choices=[s for s in stores if s in generators],
                        help="benchmark this store against the generic floor (default: the wallet bench)")
+    bench.add_argument("--cold-cache", action="store_true",
+                       help="with --store: drop the page cache before the floor and before the run, so that both "
+                            "read the store from the disk (root on Linux)")
     for name, texts in sorted(offered.items()):
         if name != "users":
             bench.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, metavar="N", help="; ".join(texts))

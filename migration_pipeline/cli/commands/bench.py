@@ -38,6 +38,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from migration_pipeline.resources import workers_from_env
 
     sizes = None
+    if args.cold_cache:
+        if args.store is None:
+            raise ConfigurationError("--cold-cache needs --store (e.g. bench --store wallet --users 100000 --cold-cache)")
+        from migration_pipeline.bench import drop_page_cache
+
+        drop_page_cache()  # refused here, before anything is generated, if this user may not
     if args.store is not None:  # any registered store against the generic floor (plus what the store declares)
         from migration_pipeline.bench import generator_sizes
 
@@ -54,7 +60,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from migration_pipeline.bench import store_benchmark
 
         with work_progress(args, f"bench: {spec.name}: generating, measuring the floor, migrating"):
-            return store_benchmark(env.database_url, spec, sizes, workers=workers, keep=args.keep)
+            return store_benchmark(env.database_url, spec, sizes, workers=workers, keep=args.keep,
+                                   cold_cache=args.cold_cache)
     stores = ["wallet", "metagauge"] if args.metagauge_users else ["wallet"]
     # The bench migrates into a database of its own on the same server (see bench.run_benchmark).
     with store_progress(args, with_database(env.database_url, "migration_bench"), stores, env.backup_dir,
