@@ -67,6 +67,17 @@ def test_samples_stage_to_their_expected_figures_and_pass_every_gate(
             " (coalesce(reason, '') = '' OR coalesce(message, '') = '' OR locator IS NULL OR source_file = '')",
             (spec.name, summary.plan_id)).fetchone()
         assert unexplained == (0,)
+        # Each unit's progress rows carry the number of files it listed: its manifest rows, unit by unit.
+        miscounted = conn.execute(
+            """SELECT p.unit_no, p.files, m.files FROM
+                 (SELECT unit_no, min(files_listed) AS files, max(files_listed) AS most FROM migration.unit_progress
+                  WHERE store = %(store)s AND plan_id = %(plan)s GROUP BY unit_no) p
+               FULL JOIN (SELECT unit_no, count(*) AS files FROM migration.source_manifest
+                          WHERE store = %(store)s AND plan_id = %(plan)s AND unit_no IS NOT NULL GROUP BY unit_no) m
+                 USING (unit_no)
+               WHERE p.files IS DISTINCT FROM p.most OR p.files IS DISTINCT FROM coalesce(m.files, 0)""",
+            {"store": spec.name, "plan": summary.plan_id}).fetchall()
+        assert miscounted == []
         outcomes = evaluate_gates(conn, database_url, spec, "conformance", tmp_path / "docs")
     assert [o.name for o in outcomes if not o.passed] == []
 

@@ -43,14 +43,16 @@ def _files(conn: psycopg.Connection, plan_id: str, unit: int | None, count: int)
             (plan_id, f"u{unit}/f{n}", "unmapped" if unit is None else "mapped", unit))
 
 
-def _unit(conn: psycopg.Connection, plan_id: str, unit: int, rows: dict[str, int], files: int) -> None:
-    """A unit committed as the load commits one: its progress per table and its files, in one transaction."""
+def _unit(conn: psycopg.Connection, plan_id: str, unit: int, rows: dict[str, int], files: int,
+          files_recorded: int | None = None) -> None:
+    """A unit committed as the load commits one: its progress per table (with the count of files it listed, as
+    the load records it, or without, as a sync's carried unit) and its files, in one transaction."""
     with conn.transaction():
         for table, emitted in rows.items():
             conn.execute(
                 "INSERT INTO migration.unit_progress (store, plan_id, unit_no, table_name, records_seen, rows_emitted,"
-                " row_hash_sum, run_id) VALUES ('wallet', %s, %s, %s, %s, %s, 0, 'r1')",
-                (plan_id, unit, table, emitted + 1, emitted))
+                " row_hash_sum, run_id, files_listed) VALUES ('wallet', %s, %s, %s, %s, %s, 0, 'r1', %s)",
+                (plan_id, unit, table, emitted + 1, emitted, files_recorded))
         _files(conn, plan_id, unit, files)
 
 
@@ -95,6 +97,21 @@ def test_each_phase_and_the_counts_as_the_bookkeeping_shows_them(database_url: s
         assert _read(reader, conn) == replace(loaded, phase="promoting")
         _status(conn, "promoted")
         assert _read(reader, conn) == replace(loaded, phase="promoted")
+
+
+def test_files_are_counted_from_the_units_progress_rows_and_in_the_manifest_only_where_they_carry_no_count(
+        database_url: str) -> None:
+    reader = StoreProgress("wallet")
+    with connect(database_url, autocommit=True) as conn:
+        _plan(conn, "old", "r0", "promoted", 9)
+        assert _read(reader, conn) == Snapshot("wallet", "starting")
+        _plan(conn, "p1", "r1", "loading", 3)
+        # The recorded count is what is read: the manifest of these units is not (it holds one row each here).
+        _unit(conn, "p1", 0, {"wallets": 5, "users": 7}, 1, files_recorded=2000)
+        _unit(conn, "p1", 1, {"wallets": 5}, 1, files_recorded=3)
+        assert _read(reader, conn) == Snapshot("wallet", "loading", 2, 3, files=2003, rows=17)
+        _unit(conn, "p1", 2, {"wallets": 4}, 6)  # no count recorded: its manifest rows are counted
+        assert _read(reader, conn) == Snapshot("wallet", "integrity", 3, 3, files=2009, rows=21)
 
 
 def test_a_resumed_plan_is_this_runs_progress_with_the_units_already_committed(database_url: str) -> None:

@@ -23,10 +23,17 @@ def files_listed(conn: psycopg.Connection[Any], store: str, plan_id: str, units:
     if units is None:
         row = conn.execute("SELECT count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s"
                            " AND unit_no IS NULL", (store, plan_id)).fetchone()
-    else:
+        return int(row[0]) if row else 0
+    recorded = dict(conn.execute(
+        "SELECT unit_no, max(files_listed) FROM migration.unit_progress WHERE store = %s AND plan_id = %s"
+        " AND unit_no = ANY(%s) GROUP BY unit_no", (store, plan_id, list(units))).fetchall())
+    uncounted = [u for u in units if recorded.get(u) is None]
+    listed = sum(int(n) for n in recorded.values() if n is not None)
+    if uncounted:  # units whose progress rows carry no count (carried by a sync, or written before it was kept)
         row = conn.execute("SELECT count(*) FROM migration.source_manifest WHERE store = %s AND plan_id = %s"
-                           " AND unit_no = ANY(%s)", (store, plan_id, list(units))).fetchone()
-    return int(row[0]) if row else 0
+                           " AND unit_no = ANY(%s)", (store, plan_id, uncounted)).fetchone()
+        listed += int(row[0]) if row else 0
+    return listed
 
 
 def rows_per_unit(conn: psycopg.Connection[Any], store: str, plan_id: str) -> dict[int, int]:

@@ -87,16 +87,17 @@ def add_notes(cur: psycopg.Cursor, store: str, plan_id: str, unit_no: int, notes
 
 def copy_unit_progress(
     cur: psycopg.Cursor, store: str, plan_id: str, run_id: str, unit_no: int, seen: Mapping[str, int],
-    emitted: Mapping[str, int], hash_sums: Mapping[str, int], counted: Mapping[str, int],
+    emitted: Mapping[str, int], hash_sums: Mapping[str, int], counted: Mapping[str, int], files: int,
 ) -> None:
-    """A unit's progress, one row per loaded table: its commit is what makes the unit done."""
+    """A unit's progress, one row per loaded table, with the number of files it listed: its commit is what makes
+    the unit done."""
     with cur.copy(
         "COPY migration.unit_progress (store, plan_id, unit_no, table_name, records_seen, rows_emitted,"
-        " row_hash_sum, run_id, records_counted) FROM STDIN"
+        " row_hash_sum, run_id, records_counted, files_listed) FROM STDIN"
     ) as copy:
         for table_name in seen:
             copy.write_row((store, plan_id, unit_no, table_name, seen[table_name], emitted[table_name],
-                            hash_sums[table_name], run_id, counted.get(table_name)))
+                            hash_sums[table_name], run_id, counted.get(table_name), files))
 
 
 def record_unit_progress(

@@ -58,6 +58,7 @@ def _load_unit(
     emitted: dict[str, int] = dict.fromkeys(seen, 0)
     hash_sums: dict[str, int] = dict.fromkeys(seen, 0)
     counted: dict[str, int] = {}
+    files = 0
     with conn.transaction():
         cur = conn.cursor()
         for batch in spec.read_unit(unit, context):
@@ -70,7 +71,9 @@ def _load_unit(
             for table_name, count in batch.counted.items():
                 counted[table_name] = counted.get(table_name, 0) + count
             _record_side_records(cur, spec.name, plan_id, run_id, unit.number, batch)
-        units.copy_unit_progress(cur, spec.name, plan_id, run_id, unit.number, seen, emitted, hash_sums, counted)
+            files += len(batch.manifest)
+        units.copy_unit_progress(cur, spec.name, plan_id, run_id, unit.number, seen, emitted, hash_sums, counted,
+                                 files)
     return seen
 
 
