@@ -454,6 +454,27 @@ class SourceFiles:
         return sum(size for path, size in self.files if not path.endswith(JSON_SUFFIXES + JSONL_SUFFIXES))
 
 
+@dataclass(frozen=True, slots=True)
+class SourceSummary:
+    files: int
+    bytes: int
+    document_bytes: int
+
+
+def summarize_source(store_dir: Path, warm: bool) -> tuple[SourceSummary, float]:
+    """The store's files counted (and, if `warm`, each read once into the page cache), with the seconds the
+    reading took. Run in a child process: 2M names held by the bench's own process would count in the peak
+    RSS of the run it measures."""
+    files = source_files(store_dir)
+    started = time.perf_counter()
+    if warm:  # both loaders read the same files: neither pays the disk for the other
+        for path, _ in files.files:
+            with open(store_dir / path, "rb") as handle:
+                while handle.read(1 << 20):
+                    pass
+    return SourceSummary(len(files.files), files.bytes, files.document_bytes), time.perf_counter() - started
+
+
 def source_files(store_dir: Path) -> SourceFiles:
     """Every regular file under the store folder (symbolic links are never followed, as the pipeline does)."""
     found: list[tuple[str, int]] = []
@@ -496,11 +517,12 @@ class FloorResult:
     extra_cpu: float     # CPU seconds of the store's extra, summed over the workers
 
 
-def generic_floor(database_url: str, store_dir: Path, files: SourceFiles, workers: int,
-                  extra: FloorExtra | None, secret: str | None) -> FloorResult:
+def generic_floor(database_url: str, store_dir: Path, workers: int, extra: FloorExtra | None,
+                  secret: str | None) -> FloorResult:
     """The floor: `workers` processes read and parse (and run the store's extra) while this one COPYs every
-    record into one unindexed table; at most 2 tasks per worker wait in memory."""
-    tasks = floor_tasks(files)
+    record into one unindexed table; at most 2 tasks per worker wait in memory. The files are listed first,
+    not timed."""
+    tasks = floor_tasks(source_files(store_dir))
     result = FloorResult(0.0, 0.0, 0, 0, 0, 0.0)
     started = time.perf_counter()
     with connect(database_url) as conn:
@@ -740,7 +762,6 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             said = pool.submit(_generate_store, spec, root, dict(sizes), SECRET).result()
         out(f"generated in {time.perf_counter() - t0:.1f} s: {said}")
-    files = source_files(store_dir)
     extra = floor_extra(spec)
     database = f"migration_bench_{spec.name}_{os.getpid()}"
     url = ensure_database(server_url, database)
@@ -750,13 +771,7 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
             from migration_pipeline.core.schema import apply_migrations
 
             apply_migrations(conn)
-        warm_started = time.perf_counter()
-        if not cold_cache:
-            for path, _ in files.files:  # both loaders read the same files: neither pays the disk for the other
-                with open(store_dir / path, "rb") as handle:
-                    while handle.read(1 << 20):
-                        pass
-        warm = time.perf_counter() - warm_started
+        files, warm = _in_child(summarize_source, store_dir, not cold_cache)
         disk_read: dict[str, int] = {}  # bytes read from the disk while each side ran
 
         def cold_start() -> int:
@@ -767,7 +782,7 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
         def measure_floor() -> tuple[FloorResult, Sampler]:
             before = cold_start()
             with Sampler(url, include_self=False) as sampled:
-                result = _in_child(generic_floor, url, store_dir, files, workers, extra, SECRET)
+                result = _in_child(generic_floor, url, store_dir, workers, extra, SECRET)
             disk_read.setdefault("floor", _disk_read_bytes() - before)
             return result, sampled
 
@@ -856,7 +871,7 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
         + [""] * 7,
         *dump_rows,
     ]
-    out(f"\n{spec.name} store: {', '.join(f'{k}={v}' for k, v in sizes.items())}; {len(files.files)} files, "
+    out(f"\n{spec.name} store: {', '.join(f'{k}={v}' for k, v in sizes.items())}; {files.files} files, "
         f"{files.bytes / 1e6:,.0f} MB ({files.document_bytes / 1e6:,.0f} MB of documents); "
         f"{loaded:,} rows loaded, {floor.rows:,} floor rows ({floor.parse_errors} unparsable); {workers} workers;"
         + (" page cache dropped before each side (cold)" if cold_cache else
