@@ -30,6 +30,7 @@ from migration_pipeline.core.errors import ConfigurationError
 from migration_pipeline.core.manifest import read_whole
 from migration_pipeline.core.rows import copy_field
 from migration_pipeline.core.spec import StoreSpec
+from migration_pipeline.core.workers import tune_gc_for_record_work
 
 SECRET = "bench-secret"
 T = TypeVar("T")
@@ -95,7 +96,7 @@ def floor(database_url: str, wallet_dir: Path, workers: int) -> dict[str, float]
         conn.execute("DROP TABLE IF EXISTS bench_floor")
         conn.execute("CREATE TABLE bench_floor (name text, fid text, address text, encrypted_private_key text,"
                      " iv text, chain text, created_at text)")
-        with ProcessPoolExecutor(workers) as pool, conn.cursor() as cur:
+        with ProcessPoolExecutor(workers, initializer=tune_gc_for_record_work) as pool, conn.cursor() as cur:
             for text in pool.map(_floor_chunk, chunks):
                 t0 = time.perf_counter()
                 with cur.copy("COPY bench_floor FROM STDIN") as copy:
@@ -528,7 +529,7 @@ def generic_floor(database_url: str, store_dir: Path, workers: int, extra: Floor
     with connect(database_url) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_floor")
         conn.execute("CREATE TABLE bench_floor (file text, locator bigint, record text, content bytea)")
-        with ProcessPoolExecutor(workers) as pool, conn.cursor() as cur:
+        with ProcessPoolExecutor(workers, initializer=tune_gc_for_record_work) as pool, conn.cursor() as cur:
             pending: list[Any] = []
             queue = iter(tasks)
             for task in queue:

@@ -43,6 +43,8 @@ HOSTILE = {
     "wallet_39_base-account.json": _keyless(fid=39, note="a\x00b"),
     "wallet_40_base-account.json": _keyless(fid=40, note="\ud800"),
     "wallet_41_base-account.json": _keyless(fid=123456789012345678901234567890),
+    # orjson reads an integer beyond 64 bits as a float: described as the float, the message would differ
+    "wallet_42_base-account.json": _keyless(fid=42, chain=12345678901234567890123),
 }
 
 EXPECTED = {
@@ -61,6 +63,8 @@ EXPECTED = {
     "wallet_39_base-account.json": ("nul_character", "a string holds \\u0000 (NUL), which PostgreSQL cannot store"),
     "wallet_40_base-account.json": ("invalid_json", "lone surrogate \\ud800 in a string"),
     "wallet_41_base-account.json": ("invalid_fid", "fid inside the file is not a positive 64-bit integer"),
+    "wallet_42_base-account.json": ("chain_mismatch", "chain inside the file (a number of 23 characters, sha256 "
+                                    "0c71ebdc…) differs from 'base-account' in its name"),
 }
 
 
@@ -88,7 +92,7 @@ def test_each_odd_wallet_value_is_one_quarantine_row_and_the_rest_loads(database
     assert message.startswith(f"chain inside the file (a string of {len(PASTED_KEY)} characters, sha256 ")
     assert {r[1] for r in rows} == {"file"}
     assert loaded == [(2, "base-account")]
-    assert summary.seen == {"wallets": 13}
+    assert summary.seen == {"wallets": 14}
 
 
 @pytest.mark.parametrize("text", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", "²", "١٢٣", "1" * 400])

@@ -53,12 +53,14 @@ def describe_value(value: Any) -> str:
     """A source value as a message may show it: its JSON type, length and a short hash, never the value
     itself (any field of a hand-edited file can hold a pasted key or a person's data)."""
     try:
-        text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+        # A Decimal is how the strict reader keeps a number exact: shown as the number the file wrote
+        text = value if isinstance(value, str) else str(value) if isinstance(value, Decimal) else orjson.dumps(
+            value, default=str).decode()
     except (TypeError, ValueError):  # an integer beyond 64 bits, a lone surrogate
         text = repr(value)
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    kind = {str: "string", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__)
+    kind = {str: "string", bool: "boolean", int: "number", float: "number", Decimal: "number", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)
     return f"a {kind} of {len(text)} characters, sha256 {digest}…"
 
 

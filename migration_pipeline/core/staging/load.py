@@ -22,6 +22,7 @@ from migration_pipeline.core.rows import RowEncoder
 from migration_pipeline.core.spec import Batch, Quarantined, ReadContext, StoreSpec, TableSpec, Unit
 from migration_pipeline.core.staging.plan import BOOKKEEPING
 from migration_pipeline.core.values import ColumnType, Unstorable, column_types, diagnose, fast_check
+from migration_pipeline.core.workers import tune_gc_for_record_work
 
 # (conn, spec, plan_id, run_id, unit, context) -> records seen per table
 UnitLoader = Callable[[psycopg.Connection, StoreSpec, str, str, Unit, ReadContext], dict[str, int]]
@@ -196,6 +197,7 @@ def _worker_init(database_url: str, spec: StoreSpec) -> None:
     # The spec arrives pickled (its functions by module and name), so the worker imports the store's module
     # here: a failure in a task is reported, one in the initializer would break the pool without saying why.
     global _WORKER_URL, _WORKER_SPEC
+    tune_gc_for_record_work()
     _WORKER_URL = database_url
     _WORKER_SPEC = spec
 

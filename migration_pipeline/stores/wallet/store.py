@@ -57,7 +57,7 @@ MAX_FID = 2**63 - 1  # wallet.users.fid is bigint
 SHARDS = 16
 UNITS_PER_SHARD = 100_000  # unit numbers of shard k start at k * UNITS_PER_SHARD
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_LONG_DIGITS = re.compile(rb"[0-9]{16}")
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 _BOM = b"\xef\xbb\xbf"
 KNOWN_KEYS = frozenset({"fid", "address", "encryptedPrivateKey", "iv", "chain", "createdAt"})
 
@@ -201,11 +201,14 @@ def normalize_wallet(
     if not body:
         raise _Reject("empty_file", "the file is empty")
     try:
-        # orjson is the fast path; it keeps NUL and turns integers beyond 64 bits into floats, so a file that
-        # may hold either, or that orjson refuses, is parsed by the strict reader every store uses.
-        if b"\\u0000" in body or _LONG_DIGITS.search(body):
+        # orjson is the fast path. It keeps NUL and reads an integer beyond 64 bits as a float, so a file that
+        # holds NUL, that orjson refuses, or whose record is not an object of strings, integers, booleans and
+        # nulls (a float may have been such an integer) is parsed again by the strict reader every store uses.
+        if b"\\u0000" in body:
             raise ValueError("parse strictly")
         record = orjson.loads(body)
+        if type(record) is not dict or not _PLAIN_TYPES.issuperset(map(type, record.values())):
+            raise ValueError("parse strictly")
     except ValueError:
         try:
             record = parse_json(body)
