@@ -27,7 +27,9 @@ from migration_pipeline.core.database import connect, sqlalchemy_url
 
 pytest.importorskip("dagster_celery", reason="dagster-celery is not installed (pip install -e '.[celery]')")
 
-from migration_pipeline.scale_out import DEFAULT_BACKEND, DEFAULT_BROKER  # noqa: E402
+from migration_pipeline.core.spec import StoreSpec  # noqa: E402
+from migration_pipeline.scale_out import DEFAULT_BACKEND, DEFAULT_BROKER, mapping_key, partition_keys  # noqa: E402
+from migration_pipeline.stores.pend import PEND_STORE  # noqa: E402
 from migration_pipeline.stores.wallet import WALLET_STORE  # noqa: E402
 from migration_pipeline.stores.wallet.store import UNITS_PER_SHARD  # noqa: E402
 
@@ -141,17 +143,17 @@ def _workers(count: int, env: dict[str, str], logs: Path) -> Iterator[Workers]:
         workers.stop()
 
 
-def _fan_out(instance: DagsterInstance, queue: str) -> Any:
+def _fan_out(instance: DagsterInstance, queue: str, store: str = "wallet") -> Any:
     job = build_reconstructable_job("migration_pipeline.scale_out", "fan_out_job",
-                                    reconstructable_kwargs={"store": "wallet", "queue": queue})
+                                    reconstructable_kwargs={"store": store, "queue": queue})
     return execute_job(job, instance=instance, raise_on_error=False,
                        run_config={**QUIET, "execution": {"config": {"broker": BROKER, "backend": BACKEND}}})
 
 
-def _migrate(instance: DagsterInstance) -> Any:
+def _migrate(instance: DagsterInstance, store: str = "wallet") -> Any:
     from migration_pipeline.definitions import defs
 
-    return defs.resolve_job_def("migrate_wallet").execute_in_process(instance=instance, run_config=QUIET)
+    return defs.resolve_job_def(f"migrate_{store}").execute_in_process(instance=instance, run_config=QUIET)
 
 
 def failures(result: Any) -> list[str]:
@@ -170,13 +172,13 @@ def failures(result: Any) -> list[str]:
 MIGRATION_TIME_COLUMNS = {"wallet_audit_log": {"timestamp", "accessed_by"}}
 
 
-def table_fingerprints(database_url: str, schema: str) -> dict[str, tuple[int, str]]:
-    """(count(*), md5 of the ordered rows as text) of every wallet table in `schema`."""
+def table_fingerprints(database_url: str, schema: str, spec: StoreSpec = WALLET_STORE) -> dict[str, tuple[int, str]]:
+    """(count(*), md5 of the ordered rows as text) of every table of `spec` in `schema`."""
     from psycopg import sql
 
     out: dict[str, tuple[int, str]] = {}
     with connect(database_url) as conn:
-        for table in WALLET_STORE.tables:
+        for table in spec.tables:
             columns = [sql.Identifier(c) for (c,) in conn.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
                 " ORDER BY ordinal_position", (schema, table.name))
@@ -191,17 +193,18 @@ def table_fingerprints(database_url: str, schema: str) -> dict[str, tuple[int, s
     return out
 
 
-def quarantine_by_reason(database_url: str) -> dict[tuple[str, str], int]:
+def quarantine_by_reason(database_url: str, store: str = "wallet") -> dict[tuple[str, str], int]:
     with connect(database_url) as conn:
-        rows = conn.execute("SELECT table_name, reason, count(*) FROM migration.quarantine WHERE store = 'wallet'"
-                            " GROUP BY 1, 2").fetchall()
+        rows = conn.execute("SELECT table_name, reason, count(*) FROM migration.quarantine WHERE store = %s"
+                            " GROUP BY 1, 2", (store,)).fetchall()
     return {(t, r): n for t, r, n in rows}
 
 
-def _in_process_result(server_url: str, root: Path, tmp: Path) -> tuple[dict[str, tuple[int, str]], dict[Any, int]]:
+def _in_process_result(server_url: str, root: Path, tmp: Path, spec: StoreSpec = WALLET_STORE
+                       ) -> tuple[dict[str, tuple[int, str]], dict[Any, int]]:
     with _database(server_url) as url, _pipeline_env(_env(url, root, tmp)), _instance(tmp / "home", url) as instance:
-        assert _migrate(instance).success
-        return table_fingerprints(url, "wallet"), quarantine_by_reason(url)
+        assert _migrate(instance, spec.name).success
+        return table_fingerprints(url, spec.name, spec), quarantine_by_reason(url, spec.name)
 
 
 def _step_workers(instance: DagsterInstance, run_id: str) -> dict[str, list[str]]:
@@ -250,6 +253,28 @@ def test_celery_fan_out_equals_in_process_and_a_second_run_is_refused(server_url
             assert _migrate(instance).success
         assert table_fingerprints(url, "wallet") == expected[0]
         assert quarantine_by_reason(url) == expected[1]
+
+
+def test_pend_days_fan_out_on_two_workers_equals_in_process(server_url: str, tmp_path: Path) -> None:
+    """Pend's partitions are the explorer days found on disk: each day is a step of its own on the workers, and
+    the promoted tables and the quarantine are exactly the in-process migration's."""
+    days = partition_keys(PEND_STORE, SAMPLES)
+    assert days == ["2024-03-01", "2024-03-02"]
+    expected = _in_process_result(server_url, SAMPLES, tmp_path / "in_process", PEND_STORE)
+    with _database(server_url) as url:
+        env = _env(url, SAMPLES, tmp_path / "celery")
+        with _pipeline_env(env), _instance(tmp_path / "celery" / "home", url) as instance, \
+                _workers(2, env, tmp_path / "logs") as workers:
+            result = _fan_out(instance, workers.queue, "pend")
+            assert result.success, failures(result)
+            steps = _step_workers(instance, result.run_id)
+            day_steps = sorted(k for k in steps if k.startswith("pend_load_day"))
+            assert day_steps == [f"pend_load_day[{mapping_key(day)}]" for day in days]
+            assert {w.split("@")[0] for k in steps for w in steps[k]} <= set(workers.procs)
+            assert _migrate(instance, "pend").success
+        assert table_fingerprints(url, "pend", PEND_STORE) == expected[0]
+        assert quarantine_by_reason(url, "pend") == expected[1]
+    assert expected[0]["blockchain_events"][0] > 0 and expected[1]  # the sample's events loaded, its odd records quarantined
 
 
 def _partial_shard(url: str, units_per_shard: dict[int, int]) -> list[int]:
