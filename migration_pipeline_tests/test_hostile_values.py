@@ -45,6 +45,8 @@ HOSTILE = {
     "wallet_41_base-account.json": _keyless(fid=123456789012345678901234567890),
     # orjson reads an integer beyond 64 bits as a float: described as the float, the message would differ
     "wallet_42_base-account.json": _keyless(fid=42, chain=12345678901234567890123),
+    # a float or an object in a field no column holds sends the file to the strict reader, which loads it
+    "wallet_43_base-account.json": _keyless(fid=43, meta={"score": 2.5, "tags": ["x"]}),
 }
 
 EXPECTED = {
@@ -91,8 +93,8 @@ def test_each_odd_wallet_value_is_one_quarantine_row_and_the_rest_loads(database
     assert PASTED_KEY not in message and PASTED_KEY[2:18] not in message
     assert message.startswith(f"chain inside the file (a string of {len(PASTED_KEY)} characters, sha256 ")
     assert {r[1] for r in rows} == {"file"}
-    assert loaded == [(2, "base-account")]
-    assert summary.seen == {"wallets": 14}
+    assert loaded == [(2, "base-account"), (43, "base-account")]
+    assert summary.seen == {"wallets": 15}
 
 
 @pytest.mark.parametrize("text", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", "²", "١٢٣", "1" * 400])

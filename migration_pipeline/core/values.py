@@ -52,12 +52,15 @@ class Unstorable:
 def describe_value(value: Any) -> str:
     """A source value as a message may show it: its JSON type, length and a short hash, never the value
     itself (any field of a hand-edited file can hold a pasted key or a person's data)."""
-    try:
-        # A Decimal is how the strict reader keeps a number exact: shown as the number the file wrote
-        text = value if isinstance(value, str) else str(value) if isinstance(value, Decimal) else orjson.dumps(
-            value, default=str).decode()
-    except (TypeError, ValueError):  # an integer beyond 64 bits, a lone surrogate
-        text = repr(value)
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, Decimal):  # how the strict reader keeps a number exact: the number the file wrote
+        text = str(value)
+    else:
+        try:
+            text = orjson.dumps(value, default=str).decode()
+        except (TypeError, ValueError):  # an integer beyond 64 bits, a lone surrogate
+            text = repr(value)
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     kind = {str: "string", bool: "boolean", int: "number", float: "number", Decimal: "number", list: "array",
             dict: "object"}.get(type(value), type(value).__name__)
