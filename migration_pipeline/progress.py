@@ -4,7 +4,8 @@ from any process (the command line, or a Dagster step beside the one that loads)
 * `migration.staging`: the plan of the run, its status and `units_total` (written when the plan begins);
 * `migration.unit_progress`: the units committed, with the rows each emitted;
 * `migration.source_manifest`: the files of each committed unit, and the plan's unmapped files;
-* `migration.store_leases` and the backup's `.part` archive: the run holds the store, the backup is being written;
+* `migration.store_leases` and the backup's `.part` archive: the run holds the store, the backup is being written
+  (before and beside the load);
 * `migration.check_results`: the gates have recorded their outcome.
 
 A watcher thread polls PostgreSQL on a connection of its own (about every second; a handful of index scans)
@@ -124,8 +125,9 @@ class StoreProgress:
             phase = "gates" if gates is None else "promoting" if gates else "blocked"
         else:
             phase = "promoted" if status == "promoted" else "starting"
+        # The backup is written beside the load: its archive's growth is shown until it is verified.
         return Snapshot(self.store, phase, done, units_total, plan.files, sum(units.values()),
-                        load_seconds=plan.load_seconds)
+                        backup_bytes=self._backup_being_written() or 0, load_seconds=plan.load_seconds)
 
     def _staging_row(self, conn: psycopg.Connection[Any]) -> tuple[str, str, str, int, float] | None:
         try:
@@ -202,6 +204,8 @@ def progress_line(snap: Snapshot, elapsed: float, rows_per_s: float | None = Non
         parts[0] += f", {snap.backup_bytes / 2**20:,.0f} MiB written"
     if snap.phase == "loading" or snap.loaded_any:
         parts[0] += f" {counts(snap)}" if snap.phase == "loading" else f"; {counts(snap)} loaded"
+    if snap.phase != "backing_up" and snap.backup_bytes:
+        parts.append(f"backup {snap.backup_bytes / 2**20:,.0f} MiB written")
     if rows_per_s is not None:
         parts.append(f"{rows_per_s:,.0f} rows/s")
     if left is not None:
@@ -357,7 +361,10 @@ def watch_progress_bar(database_url: str, store: str | Sequence[str], *, file: A
     def on_snapshot(snap: Snapshot, elapsed: float) -> None:
         rows_per_s, left = rate.update(snap, elapsed)
         detail = f"{snap.files:,} files, {snap.rows:,} rows" + (f", {rows_per_s:,.0f} rows/s" if rows_per_s else "")
-        what = phases[snap.phase] + (f" {snap.backup_bytes / 2**20:,.0f} MiB" if snap.backup_bytes else "")
+        what = phases[snap.phase]
+        if snap.backup_bytes:
+            what += f" {snap.backup_bytes / 2**20:,.0f} MiB" if snap.phase == "backing_up" else (
+                f", backup {snap.backup_bytes / 2**20:,.0f} MiB")
         bar.update(task, description=f"{snap.store}: {what}", completed=snap.units_done,
                    total=snap.units_total or None, detail=detail, eta=f"ETA {clock(left)}" if left is not None else "")
 

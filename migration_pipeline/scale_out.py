@@ -47,7 +47,7 @@ from dagster import (
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
 from dagster_celery.make_app import make_app
 
-from migration_pipeline.core.backup import latest_backup, prune_strays, record_backup, write_backup
+from migration_pipeline.core.backup import ensure_backup
 from migration_pipeline.core.bookkeeping.plans import plan_status, units_total
 from migration_pipeline.core.bookkeeping.units import committed_units
 from migration_pipeline.core.errors import ConfigurationError
@@ -163,13 +163,9 @@ def fan_out_job(store: str, queue: str = DEFAULT_QUEUE) -> JobDefinition:
         migration.hold_store_lock(spec.name, context.run_id)
         with migration.connect() as conn:
             apply_migrations(conn)
-            conn.commit()
-            prune_strays(conn, Path(migration.backup_dir), spec.name)
-            if not latest_backup(conn, spec.name):
-                # One process: a Celery pool process may not start processes of its own.
-                made = write_backup(migration.root() / spec.folder, Path(migration.backup_dir), spec.name, 1)
-                record_backup(conn, spec.name, made)
-                conn.commit()
+        # One process: a Celery pool process may not start processes of its own.
+        ensure_backup(migration.database_url, migration.root() / spec.folder, Path(migration.backup_dir), spec.name,
+                      workers=1)
         for key in partition_keys(spec, migration.root()):
             yield DynamicOutput(key, mapping_key=mapping_key(key))
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import AssetKey, AssetsDefinition, DagsterInstance, materialize
 
 from migration_pipeline.core.database import connect
 from migration_pipeline.resources import MigrationResource
@@ -34,11 +34,18 @@ def _store_with_a_big_file(root: Path, megabytes: int = 48) -> Path:
     return root / "wallet"
 
 
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENCRYPTION_SECRET", "kill-secret")
+
+
 def _materialize_backup(database_url: str, root: Path, backups: Path, run: str) -> object:
-    backup_asset = build_store_assets(WALLET_STORE)[0][0]
+    """The step that writes the backup: the store's load, beside which it is written."""
+    (staged,) = [a for a in build_store_assets(WALLET_STORE)[0]
+                 if isinstance(a, AssetsDefinition) and AssetKey(["wallet", "backup"]) in a.keys]
     resource = MigrationResource(database_url=database_url, source_root=str(root), backup_dir=str(backups), workers=1)
     with DagsterInstance.ephemeral() as instance:  # disposed in the thread that made it (SQLite objects are per thread)
-        return materialize([backup_asset], resources={"migration": resource}, instance=instance, raise_on_error=False)
+        return materialize([staged], resources={"migration": resource}, instance=instance, raise_on_error=False)
 
 
 def _backup_rows(database_url: str) -> list[tuple[str, ...]]:
@@ -165,6 +172,31 @@ def test_a_backup_killed_mid_archive_leaves_nothing_the_next_one_keeps(database_
     assert sorted(backups.iterdir()) == sorted([archive, manifest])
     assert verify_archive(archive, manifest) is None
     assert len(read_manifest(manifest)) == 4005  # 4000 wallets, the duplicate, three unmapped files, dump.bin
+
+
+def test_a_load_that_fails_cancels_the_backup_beside_it_which_leaves_nothing(database_url: str,
+                                                                             tmp_path: Path) -> None:
+    from migration_pipeline.core.backup import backup_beside
+
+    store = _store_with_a_big_file(tmp_path / "src", megabytes=32)
+    backups = tmp_path / "backups"
+    with connect(database_url) as conn:
+        from migration_pipeline.core.schema import apply_migrations
+
+        apply_migrations(conn)
+    with pytest.raises(RuntimeError, match="^the load failed$"), \
+            backup_beside(database_url, store, backups, "wallet", workers=1) as outcome:
+        raise RuntimeError("the load failed")
+    assert outcome.exception() is not None
+    assert str(outcome.exception()) == "backup of wallet: cancelled, as the load beside it failed"
+    assert list(backups.iterdir()) == []
+    assert _backup_rows(database_url) == []
+    # Not cancelled, the same backup is written, recorded and verified.
+    with backup_beside(database_url, store, backups, "wallet", workers=1) as outcome:
+        pass
+    made = outcome.result()
+    assert made.written is not None and made.written.files == 30
+    assert [Path(r[0]) for r in _backup_rows(database_url)] == [made.archive]
 
 
 def test_stray_final_names_not_recorded_are_pruned_and_recorded_ones_kept(database_url: str, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 from psycopg import sql
 
 from migration_pipeline.core.backup import open_archive, read_manifest
@@ -98,6 +98,41 @@ def failure_text(result: Any) -> str:
     return "\n".join(texts)
 
 
+def test_no_gate_runs_until_the_backup_written_beside_the_load_verified(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backup is written beside the load, in its step: a backup that fails fails the step, so the gates and
+    the promotion never run; the load it ran beside is kept, and the next run only writes the backup."""
+    _, backups = set_env(monkeypatch, database_url, SAMPLES, tmp_path)
+    backups.write_text("a file where the backup folder should be\n")
+    instance = DagsterInstance.ephemeral()
+    job = defs.resolve_job_def(job_name("wallet"))
+    failed = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not failed.success
+    assert f"Failure: dagster._core.definitions.events.Failure: backup: the folder {backups} cannot be created " \
+           "(File exists): point MIGRATION_BACKUP_DIR at a writable folder, then re-run" in failure_text(failed).splitlines()
+    ran = {e.step_key for e in failed.all_events if e.event_type_value == "STEP_START"}
+    assert ran == {"wallet__staged"}  # no gate, no promotion
+    with connect(database_url) as conn:
+        assert history(conn) == []
+        assert conn.execute("SELECT count(*) FROM migration.backups").fetchone() == (0,)
+        assert conn.execute("SELECT status FROM migration.staging WHERE store = 'wallet'").fetchone() == ("staged",)
+
+    backups.unlink()
+    done = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert done.success
+    staged = instance.get_latest_materialization_event(AssetKey(["wallet", "staged", "wallets"]))
+    assert staged is not None and staged.run_id == done.run_id
+    assert staged.asset_materialization.metadata["units_resumed"].value == 16  # type: ignore[union-attr]
+    backup = instance.get_latest_materialization_event(AssetKey(["wallet", "backup"]))
+    assert backup is not None and backup.run_id == done.run_id
+    assert backup.asset_materialization.metadata["written_now"].value is True  # type: ignore[union-attr]
+    with connect(database_url) as conn:
+        assert [h[:2] for h in history(conn)] == [("not_started", "staged"), ("staged", "validated"),
+                                                  ("validated", "promoted")]
+        assert conn.execute("SELECT count(*) FROM migration.backups").fetchone() == (1,)
+
+
 def test_a_source_that_lost_rows_blocks_promotion_until_allowed(database_url: str, roots: dict[str, Path],
                                                                 tmp_path: Path) -> None:
     """A store of 60 users is live; a source of 50 users (a sixth of the files gone) stages and reconciles
@@ -144,8 +179,9 @@ def test_migrate_job_records_every_transition_and_a_verified_backup(
     run_id = result.run_id
     # The load's progress reaches the event log (the UI's run page) as it goes, ending with the loaded counts.
     progress = [e.user_message for e in instance.all_logs(run_id)
-                if e.dagster_event is None and e.user_message.startswith("wallet: l")]
-    assert progress[0].startswith("wallet: listing files, elapsed 0:"), progress
+                if e.dagster_event is None and e.user_message.startswith(("wallet: b", "wallet: l"))]
+    # The step starts the backup and lists the store side by side: whichever the first poll sees.
+    assert re.match(r"wallet: (backing up(, \d+ MiB written)?|listing files), elapsed 0:", progress[0]), progress
     assert re.fullmatch(r"wallet: loaded 16/16 units, 28 files, \d+ rows in \d+\.\d s( \([\d,]+ rows/s\))?; "
                         r"elapsed \d+:\d\d", progress[-1]), progress
 

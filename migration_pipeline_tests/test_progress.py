@@ -81,6 +81,10 @@ def test_each_phase_and_the_counts_as_the_bookkeeping_shows_them(database_url: s
         assert _read(reader, conn) == Snapshot("wallet", "loading", 0, 3, files=2, rows=0)
         _unit(conn, "p1", 0, {"wallets": 5, "users": 7}, 4)
         assert _read(reader, conn) == Snapshot("wallet", "loading", 1, 3, files=6, rows=12)
+        # The backup is written beside the load: its archive's growth shows with the load's counts.
+        (tmp_path / ".wallet-20260101T000000Z.tar.zst.part").write_bytes(b"z" * 5 * 2**20)
+        assert _read(reader, conn) == Snapshot("wallet", "loading", 1, 3, files=6, rows=12, backup_bytes=5 * 2**20)
+        (tmp_path / ".wallet-20260101T000000Z.tar.zst.part").unlink()
         _unit(conn, "p1", 2, {"wallets": 10, "users": 1}, 5)
         _unit(conn, "p1", 1, {"wallets": 100, "users": 0}, 6)
         loaded = Snapshot("wallet", "integrity", 3, 3, files=17, rows=123)
@@ -142,6 +146,9 @@ def test_the_lines_say_phase_counts_rate_eta_and_elapsed() -> None:
         "wallet: loading 412/1,000 units, 824,000 files, 823,990 rows, 35,123 rows/s, ETA 0:32, elapsed 0:51")
     assert progress_line(Snapshot("wallet", "backing_up", backup_bytes=312 * 2**20), 12) == (
         "wallet: backing up, 312 MiB written, elapsed 0:12")
+    assert progress_line(replace(loading, backup_bytes=40 * 2**20), 51.2, 35_123.4, 32.0) == (
+        "wallet: loading 412/1,000 units, 824,000 files, 823,990 rows, backup 40 MiB written, 35,123 rows/s, "
+        "ETA 0:32, elapsed 0:51")
     assert progress_line(replace(loading, phase="finishing", units_done=1000), 3700) == (
         "wallet: building tables, indexes, keys; 1,000/1,000 units, 824,000 files, 823,990 rows loaded, elapsed 1:01:40")
     assert final_line(replace(loading, units_done=1000, load_seconds=55.84), "wallet", 110.3) == (

@@ -1,5 +1,7 @@
-"""Backup first: a zstd-compressed tar archive of a store's source files with a SHA-256 manifest,
-verified by re-reading the archive before anything is loaded.
+"""The backup: a zstd-compressed tar archive of a store's source files with a SHA-256 manifest, verified by
+re-reading the archive, written the first time a store is staged, beside its load (`backup_beside`): the load
+only reads the source, and the gates (so promotion) wait for both. Side by side, a store read from the disk
+is read from it once: whichever of the two reaches a file second finds it in the page cache.
 
 Both passes run on every core: workers turn chunks of files into tar blocks compressed as one zstd
 frame each (plus manifest lines) that the parent appends in order to one archive, then workers re-read
@@ -26,8 +28,11 @@ import shutil
 import stat as stat_mode
 import tarfile
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -55,6 +60,7 @@ from migration_pipeline.core.archive_format import read_manifest as read_manifes
 from migration_pipeline.core.archive_format import verify_archive as verify_archive
 from migration_pipeline.core.bookkeeping import backups
 from migration_pipeline.core.bookkeeping.backups import RecordedBackup as RecordedBackup
+from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import MigrationError
 from migration_pipeline.core.manifest import is_link_error, read_unless_larger, recorded_path, walk_folders
 
@@ -269,12 +275,18 @@ def _chunks(folders: list[tuple[str, list[str]]]) -> Iterator[list[tuple[str, li
         yield [(prefix, [name for _, name in group]) for prefix, group in itertools.groupby(chunk, key=itemgetter(0))]
 
 
-def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2) -> Backup:
+def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2,
+                 cancel: threading.Event | None = None) -> Backup:
     """Archive every file under `store_dir` with a `sha256sum`-format manifest beside it, then re-read
     the archive and compare every member with the manifest. Both are written under temporary names
     (`.<name>.part`), fsynced and verified, then renamed: a run killed meanwhile leaves no file that looks like
-    a backup, and `prune_strays` deletes what it left."""
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    a backup, and `prune_strays` deletes what it left. Once `cancel` is set, it stops at the next chunk
+    (raising BackupCancelled) and leaves nothing."""
+    try:
+        backup_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MigrationError(f"backup: the folder {backup_dir} cannot be created ({exc.strerror}): point "
+                             "MIGRATION_BACKUP_DIR at a writable folder, then re-run") from None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     archive = backup_dir / f"{store}-{stamp}.tar.zst"
     manifest_path = backup_dir / f"{store}-{stamp}.sha256"
@@ -294,6 +306,8 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
             with open(partial, "wb") as out, open(partial_manifest, "wb") as manifest:
                 jobs = ((str(store_dir), chunk, str(spill_dir), FRAME_BYTES, LARGE_FILE) for chunk in _chunks(folders))
                 for frames in _in_order(pool, _archive_chunk, jobs):
+                    if cancel is not None and cancel.is_set():
+                        raise BackupCancelled(f"backup of {store}: cancelled, as the load beside it failed")
                     for frame in frames:
                         start, manifest_start = out.tell(), manifest.tell()
                         _append_frame(frame, out, digest)
@@ -324,6 +338,53 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
             pool.shutdown(cancel_futures=True)
         shutil.rmtree(spill_dir, ignore_errors=True)
     return Backup(archive.resolve(), digest.hexdigest(), files, total, manifest_path.resolve())
+
+
+class BackupCancelled(MigrationError):
+    """The backup was stopped before it was complete (its load failed): it left nothing."""
+
+
+@dataclass(frozen=True)
+class StoreBackup:
+    """The backup a store's run relies on: kept from an earlier run, or written by this one."""
+
+    archive: Path
+    sha256: str
+    written: Backup | None  # None: an earlier run's backup, kept
+    seconds: float
+
+
+def ensure_backup(database_url: str, store_dir: Path, backup_dir: Path, store: str, workers: int,
+                  cancel: threading.Event | None = None) -> StoreBackup:
+    """The store's newest recorded backup whose archive is still there, else a new one written and recorded.
+    Call it holding the store's lock: what a killed backup of the store left is deleted first."""
+    started = time.perf_counter()
+    with connect(database_url) as conn:
+        prune_strays(conn, backup_dir, store)
+        existing = latest_backup(conn, store)
+        conn.commit()
+        if existing:
+            return StoreBackup(Path(existing[0]), existing[1], None, time.perf_counter() - started)
+    made = write_backup(store_dir, backup_dir, store, workers, cancel)
+    with connect(database_url) as conn:  # not held open meanwhile: a backup of millions of files takes minutes
+        record_backup(conn, store, made)
+    return StoreBackup(made.archive, made.sha256, made, time.perf_counter() - started)
+
+
+@contextmanager
+def backup_beside(database_url: str, store_dir: Path, backup_dir: Path, store: str,
+                  workers: int) -> Iterator[Future[StoreBackup]]:
+    """`ensure_backup` in a thread while the caller loads the store: the future of its outcome, which the caller
+    waits for (its `result()` raises what stopped the backup). If the caller fails first, the backup is
+    cancelled and waited for, so that no worker outlives the step."""
+    cancel = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix=f"backup-{store}") as thread:
+        outcome = thread.submit(ensure_backup, database_url, store_dir, backup_dir, store, workers, cancel)
+        try:
+            yield outcome
+        except BaseException:
+            cancel.set()
+            raise
 
 
 _PARTIAL = ".part"  # an archive or manifest being written: `.<final name>.part`

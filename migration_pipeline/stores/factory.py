@@ -1,11 +1,13 @@
 """One factory turns any StoreSpec into its Dagster assets and blocking checks, one asset per target table.
 
-    <store>/source_files ─▶ <store>/backup ─▶ <store>/staged/<table> … ─(blocking gates, per table)─▶
+    <store>/source_files ─▶ <store>/backup + <store>/staged/<table> … ─(blocking gates, per table)─▶
         <store>/<table> … ─▶ <store>/validation_report
 
 The staged tables of a store are the outputs of ONE multi-asset (op `<store>__staged`): the store is read in one
-pass and its tables are loaded side by side. Its live tables are the outputs of ONE multi-asset too (op
-`<store>__live`): promotion swaps the staging schema in as a whole, so a store is promoted all or nothing.
+pass and its tables are loaded side by side. Its backup is an output of the same op: written the first time,
+beside the load (which only reads the source), and the op fails, so no gate runs, unless it verified. Its live
+tables are the outputs of ONE multi-asset too (op `<store>__live`): promotion swaps the staging schema in as a
+whole, so a store is promoted all or nothing.
 """
 
 
@@ -55,7 +57,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from migration_pipeline.core.backup import latest_backup, prune_strays, record_backup, write_backup
+from migration_pipeline.core.backup import StoreBackup, backup_beside
 from migration_pipeline.core.bookkeeping.phases import last_actor
 from migration_pipeline.core.changes import detect_changes
 from migration_pipeline.core.names import (
@@ -406,38 +408,13 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
         "observes them (files mapped and unmapped).",
     )
 
-    @asset(
-        key=backup_key(spec),
-        group_name=group,
-        deps=[SCHEMA_ASSET, source.key],
-        kinds={"zstd"},
-        owners=OWNERS,
-        tags=tags,
-        code_version=CODE_VERSION,
-        pool=store_pool(spec.name),
-        description=f"Backup first: a zstd-compressed tar archive of every file under <source root>/{spec.folder} with "
-        "a SHA-256 manifest, verified by re-reading it. Written once, before the store's first load; kept 30 days.",
+    backup_spec = AssetSpec(
+        key=backup_key(spec), group_name=group, deps=[SCHEMA_ASSET, source.key], kinds={"zstd"}, owners=OWNERS,
+        tags=tags, code_version=CODE_VERSION,
+        description=f"A zstd-compressed tar archive of every file under <source root>/{spec.folder} with a SHA-256 "
+        "manifest, verified by re-reading it. Written by the store's first load, beside it (the load only reads "
+        "the source; the gates, so promotion, wait for both); kept 30 days.",
     )
-    def backup(context: AssetExecutionContext, migration: MigrationResource) -> MaterializeResult:
-        tag_run_with_stores(context)
-        with step_errors():
-            migration.hold_store_lock(spec.name, context.run_id)  # before anything is written: a second run writes nothing
-            with migration.connect() as conn:
-                context.log_event(ensure_schema(conn))
-                prune_strays(conn, Path(migration.backup_dir), spec.name)  # what a killed backup left
-                existing = latest_backup(conn, spec.name)
-                if existing:
-                    return MaterializeResult(
-                        metadata={"archive": MetadataValue.path(existing[0]), "sha256": existing[1],
-                                  "written_now": False},
-                        data_version=DataVersion(existing[1][:16]))
-                made = write_backup(migration.root() / spec.folder, Path(migration.backup_dir), spec.name,
-                                    migration.worker_count())
-                record_backup(conn, spec.name, made)
-        return MaterializeResult(metadata={"archive": MetadataValue.path(str(made.archive)), "sha256": made.sha256,
-                                           "files": made.files, "bytes": made.bytes,
-                                           "archive_bytes": made.archive.stat().st_size, "written_now": True},
-                                 data_version=DataVersion(made.sha256[:16]))
 
     shard_assets: list[AssetsDefinition] = []
     if spec.partitions is not None:
@@ -447,7 +424,7 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
         AssetSpec(
             key=staged_key(spec, t.name), group_name=group, kinds={"postgres"}, owners=OWNERS, tags=tags,
             code_version=CODE_VERSION, skippable=False,
-            deps=[backup_key(spec), source.key],
+            deps=[source.key],
             description=f"{t.description} Loaded into {spec.staging_schema}.{t.name} "
             + ("by COPY from every source file (resumable per unit); rejected records go to migration.quarantine "
                "with a reason and a locator." if t.loaded else "by SQL from the store's loaded tables.")
@@ -460,18 +437,21 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
 
     @multi_asset(
         name=staged_op(spec.name),
-        specs=staged_specs,
+        specs=[backup_spec, *staged_specs],
         retry_policy=TRANSIENT_RETRY,
         pool=store_pool(spec.name),
         description=f"Loads every table of {spec.name} in one pass over its source files into "
-        f"{spec.staging_schema} (COPY, resumable per unit; rejected records quarantined).",
+        f"{spec.staging_schema} (COPY, resumable per unit; rejected records quarantined), and the first time "
+        "writes the store's backup beside the load.",
     )
     def staged(context: AssetExecutionContext, config: StagingConfig,
                migration: MigrationResource) -> Iterator[MaterializeResult | AssetObservation]:
         tag_run_with_stores(context)
         with step_errors():
-            migration.hold_store_lock(spec.name, context.run_id)
+            migration.hold_store_lock(spec.name, context.run_id)  # before anything is written: a second run writes nothing
             secret = migration.secret(required=spec.needs_secret)
+            with migration.connect() as conn:
+                context.log_event(ensure_schema(conn))
             changes = None
             extra: dict[str, Any] = {"mode": "full"}
             if config.incremental and spec.sync is not None:
@@ -479,7 +459,10 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
                     changes = detect_changes(conn, spec, migration.root())
             # A line in the event log every few seconds (units loaded of the total, rows/s, ETA): a 1M-user load
             # is minutes of one step.
-            with watch_progress(migration.database_url, spec.name, context.log.info):
+            with backup_beside(migration.database_url, migration.root() / spec.folder, Path(migration.backup_dir),
+                               spec.name, migration.worker_count()) as backing_up, \
+                    watch_progress(migration.database_url, spec.name, context.log.info,
+                                   backup_dir=Path(migration.backup_dir)):
                 if changes is not None:
                     synced = sync_store(migration.database_url, spec, migration.root(), changes, context.run_id,
                                         secret, workers=migration.worker_count())
@@ -490,6 +473,8 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
                     # A run that died during the gates left a finished staging: it is checked and kept, not reloaded.
                     summary = stage_store(migration.database_url, spec, migration.root(), context.run_id, secret,
                                           workers=migration.worker_count(), reuse_staged=True)
+                backup = backing_up.result()  # the step fails, and no gate runs, without a verified backup
+            yield backup_result(spec, backup)
             with migration.connect() as conn:
                 if changes is None and get_phase(conn, spec.name).phase in PRE_LIVE_PHASES:
                     set_phase(conn, spec.name, "staged", run_id=context.run_id, actor=_ACTOR, plan_id=summary.plan_id)
@@ -594,7 +579,16 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
         return MaterializeResult(metadata=report_metadata(path, promoted_run, phase),
                                  data_version=DataVersion(f"{promoted_run}:{phase['phase']}"))
 
-    return [backup, *shard_assets, staged, live, validation_report, source], [gates]
+    return [*shard_assets, staged, live, validation_report, source], [gates]
+
+
+def backup_result(spec: StoreSpec, backup: StoreBackup) -> MaterializeResult:
+    made = backup.written
+    written = {"files": made.files, "bytes": made.bytes, "archive_bytes": made.archive.stat().st_size,
+               "seconds": round(backup.seconds, 3)} if made else {}
+    return MaterializeResult(asset_key=backup_key(spec), data_version=DataVersion(backup.sha256[:16]),
+                             metadata={"archive": MetadataValue.path(str(backup.archive)), "sha256": backup.sha256,
+                                       **written, "written_now": made is not None})
 
 
 def report_metadata(path: Path, run_id: str, phase: dict[str, Any]) -> dict[str, Any]:
