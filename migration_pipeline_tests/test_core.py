@@ -243,8 +243,10 @@ def test_read_whole_returns_every_byte_of_a_file_that_grew_or_reads_short(
         read_whole(str(tmp_path))
 
 
-def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks written by worker processes form one compressed tar in file order; its manifest is
+@pytest.mark.parametrize("threads", [False, True], ids=["processes", "threads beside a load"])
+def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           threads: bool) -> None:
+    """Chunks written by worker processes (or threads) form one compressed tar in file order; its manifest is
     sha256sum's format; a changed byte in a member, in a header or in the compressed bytes is caught by
     the re-read."""
     import hashlib
@@ -261,8 +263,8 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     contents["a/caf\u00e9.json"] = b"[]"
     for relative, data in contents.items():
         (store / relative).write_bytes(data)
-    monkeypatch.setattr(backup, "CHUNK_FILES", 3)  # 5 chunks over 2 worker processes
-    made = backup.write_backup(store, tmp_path / "out", "demo", workers=2)
+    monkeypatch.setattr(backup, "CHUNK_FILES", 3)  # 5 chunks over 2 workers
+    made = backup.write_backup(store, tmp_path / "out", "demo", workers=2, threads=threads)
 
     expected = {relative: hashlib.sha256(data).hexdigest() for relative, data in contents.items()}
     assert (made.files, made.bytes) == (13, sum(len(d) for d in contents.values()))
