@@ -310,8 +310,7 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
             with open(partial, "wb") as out, open(partial_manifest, "wb") as manifest:
                 jobs = ((str(store_dir), chunk, str(spill_dir), FRAME_BYTES, LARGE_FILE) for chunk in _chunks(folders))
                 for frames in _in_order(pool, _archive_chunk, jobs):
-                    if cancel is not None and cancel.is_set():
-                        raise BackupCancelled(f"backup of {store}: cancelled, as the load beside it failed")
+                    _stop_if_cancelled(cancel, store)
                     for frame in frames:
                         start, manifest_start = out.tell(), manifest.tell()
                         _append_frame(frame, out, digest)
@@ -326,6 +325,7 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
                     os.fsync(written.fileno())
             checks = ((str(partial), str(partial_manifest), chunk) for chunk in chunks)
             for bad in _in_order(pool, _verify_chunk, checks):
+                _stop_if_cancelled(cancel, store)
                 if bad is not None:
                     raise MigrationError(f"backup {archive} does not verify at {recorded_path(bad)}; check the disk and "
                                          "re-run")
@@ -346,6 +346,11 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
 
 class BackupCancelled(MigrationError):
     """The backup was stopped before it was complete (its load failed): it left nothing."""
+
+
+def _stop_if_cancelled(cancel: threading.Event | None, store: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise BackupCancelled(f"backup of {store}: cancelled, as the load beside it failed")
 
 
 @dataclass(frozen=True)
