@@ -389,7 +389,7 @@ def backup_beside(database_url: str, store_dir: Path, backup_dir: Path, store: s
 
     Its `workers` are threads: as many reads in flight as the load has (a store on disk is read at the pace of
     the reads in flight; each file is read from the disk once, by whichever of the two reaches it first), without
-    a process's memory each (at 2M files the peak was 966 MiB with two processes, 881 with threads). Warm, they
+    a process's memory each (at 2M files the peak was 966 MiB with two processes, 917 with two threads). Warm, they
     share one core's worth of the interpreter, which still finishes well before the load."""
     cancel = threading.Event()
     with ThreadPoolExecutor(1, thread_name_prefix=f"backup-{store}") as thread:
