@@ -191,6 +191,13 @@ class _Rate:
         return rows_per_s, left
 
 
+def backup_written(snap: Snapshot) -> str:
+    """`, 312 MiB written` while backing up, `, backup 40 MiB written` beside the load, else nothing."""
+    if not snap.backup_bytes:
+        return ""
+    return f", {'' if snap.phase == 'backing_up' else 'backup '}{snap.backup_bytes / 2**20:,.0f} MiB written"
+
+
 def counts(snap: Snapshot) -> str:
     units = f"{snap.units_done:,}/{snap.units_total:,}" if snap.units_total else f"{snap.units_done:,}"
     return f"{units} units, {snap.files:,} files, {snap.rows:,} rows"
@@ -200,12 +207,9 @@ def progress_line(snap: Snapshot, elapsed: float, rows_per_s: float | None = Non
                   phases: dict[str, str] = PHASES) -> str:
     """`wallet: loading 412/1,000 units, 824,000 files, 824,000 rows, 35,120 rows/s, ETA 0:32, elapsed 0:51`."""
     parts = [f"{snap.store}: {phases[snap.phase]}"]
-    if snap.phase == "backing_up" and snap.backup_bytes:
-        parts[0] += f", {snap.backup_bytes / 2**20:,.0f} MiB written"
     if snap.phase == "loading" or snap.loaded_any:
         parts[0] += f" {counts(snap)}" if snap.phase == "loading" else f"; {counts(snap)} loaded"
-    if snap.phase != "backing_up" and snap.backup_bytes:
-        parts.append(f"backup {snap.backup_bytes / 2**20:,.0f} MiB written")
+    parts[0] += backup_written(snap)
     if rows_per_s is not None:
         parts.append(f"{rows_per_s:,.0f} rows/s")
     if left is not None:
@@ -361,11 +365,7 @@ def watch_progress_bar(database_url: str, store: str | Sequence[str], *, file: A
     def on_snapshot(snap: Snapshot, elapsed: float) -> None:
         rows_per_s, left = rate.update(snap, elapsed)
         detail = f"{snap.files:,} files, {snap.rows:,} rows" + (f", {rows_per_s:,.0f} rows/s" if rows_per_s else "")
-        what = phases[snap.phase]
-        if snap.backup_bytes:
-            what += f" {snap.backup_bytes / 2**20:,.0f} MiB" if snap.phase == "backing_up" else (
-                f", backup {snap.backup_bytes / 2**20:,.0f} MiB")
-        bar.update(task, description=f"{snap.store}: {what}", completed=snap.units_done,
+        bar.update(task, description=f"{snap.store}: {phases[snap.phase]}{backup_written(snap)}", completed=snap.units_done,
                    total=snap.units_total or None, detail=detail, eta=f"ETA {clock(left)}" if left is not None else "")
 
     watcher = Watcher(database_url, stores, on_snapshot, backup_dir, poll_s)

@@ -28,7 +28,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 PHASES = ["starting", "backing up", "listing files", "loading", "integrity rules", "building tables, indexes, keys",
           "checking the gates", "promoting", "promoted"]
 LINE = re.compile(r"wallet: (?P<phase>[a-z ,]+?)(, [\d,]+ MiB written)?(( |; )[\d,]+/[\d,]+ units, [\d,]+ files, [\d,]+ rows"
-                  r"( loaded)?)?(, [\d,]+ rows/s)?(, ETA [\d:]+)?, elapsed (?P<m>\d+):(?P<s>\d\d)")
+                  r"( loaded)?)?(, backup [\d,]+ MiB written)?(, [\d,]+ rows/s)?(, ETA [\d:]+)?, elapsed (?P<m>\d+):(?P<s>\d\d)")
 FINAL = re.compile(r"wallet: loaded (?P<done>\d+)/(?P<total>\d+) units, (?P<files>\d+) files, (?P<rows>\d+) rows in "
                    r"\d+\.\d s( \([\d,]+ rows/s\))?; elapsed \d+:\d\d")
 

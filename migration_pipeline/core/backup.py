@@ -371,7 +371,6 @@ def ensure_backup(database_url: str, store_dir: Path, backup_dir: Path, store: s
     with connect(database_url) as conn:
         prune_strays(conn, backup_dir, store)
         existing = latest_backup(conn, store)
-        conn.commit()
         if existing:
             return StoreBackup(Path(existing[0]), existing[1], None, time.perf_counter() - started)
     made = write_backup(store_dir, backup_dir, store, workers, cancel, threads=threads)

@@ -457,8 +457,8 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
             if config.incremental and spec.sync is not None:
                 with migration.connect() as conn:
                     changes = detect_changes(conn, spec, migration.root())
-            # A line in the event log every few seconds (units loaded of the total, rows/s, ETA): a 1M-user load
-            # is minutes of one step.
+            # The backup in threads beside the load; a line in the event log every few seconds (units loaded of
+            # the total, rows/s, ETA, backup written): a 1M-user load is minutes of one step.
             with backup_beside(migration.database_url, migration.root() / spec.folder, Path(migration.backup_dir),
                                spec.name, migration.worker_count()) as backing_up, \
                     watch_progress(migration.database_url, spec.name, context.log.info,
