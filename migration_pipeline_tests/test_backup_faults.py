@@ -199,6 +199,39 @@ def test_a_load_that_fails_cancels_the_backup_beside_it_which_leaves_nothing(dat
     assert [Path(r[0]) for r in _backup_rows(database_url)] == [made.archive]
 
 
+def test_a_backup_in_the_loads_pool_cancelled_leaves_nothing_and_the_pool_running(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backup's chunks go to the load's worker processes, which outlive it: once cancelled, none of its jobs
+    is left queued or writing, nothing is left in the folder, and the pool goes on loading."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from migration_pipeline.core import backup
+    from migration_pipeline.core.schema import apply_migrations
+
+    store = tmp_path / "src"
+    store.mkdir()
+    for i in range(400):
+        (store / f"{i:03d}.json").write_bytes(b'{"i": %d}' % i)
+    monkeypatch.setattr(backup, "CHUNK_FILES", 4)  # 100 chunks: far more than are ever in flight
+    backups = tmp_path / "backups"
+    with connect(database_url) as conn:
+        apply_migrations(conn)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with pytest.raises(RuntimeError, match="^the load failed$"), \
+                backup.backup_beside(database_url, store, backups, "wallet", 2, pool) as outcome:
+            raise RuntimeError("the load failed")
+        assert str(outcome.exception()) == "backup of wallet: cancelled, as the load beside it failed"
+        assert list(backups.iterdir()) == [] and _backup_rows(database_url) == []
+        assert not pool._pending_work_items  # CPython's queue of the pool's jobs: none of the backup's is left
+        assert pool.submit(pow, 2, 5).result() == 32
+        with backup.backup_beside(database_url, store, backups, "wallet", 2, pool) as outcome:
+            pass
+        made = outcome.result()
+    assert made.written is not None and made.written.files == 400
+    assert backup.verify_archive(made.archive, made.written.manifest) is None
+
+
 def test_stray_final_names_not_recorded_are_pruned_and_recorded_ones_kept(database_url: str, tmp_path: Path) -> None:
     """Killed between the rename and the insert: an archive under its final name that no row names. Only
     this store's names are touched."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 from migration_pipeline.core.database import connect
@@ -41,6 +43,7 @@ def stage_store(
     workers: int = 2,
     partitions: Collection[str] | None = None,
     reuse_staged: bool = False,
+    pool: ProcessPoolExecutor | None = None,
 ) -> StageSummary:
     """Load `spec`'s store under `source_root` into `<store>__staging`, resuming a crashed attempt.
 
@@ -48,11 +51,13 @@ def stage_store(
     a changed unit is loaded again. With `reuse_staged`, a finished staging of the same source whose gates
     never completed (the run died during them) is kept as it is. With `partitions`, only the units of those
     partitions are loaded and the staging is left open (status `loading`) for the others; without,
-    every missing unit is loaded and the staging finished.
+    every missing unit is loaded and the staging finished. With `pool`, the units are loaded by its worker
+    processes (the caller's `loader_pool`, shared with the backup beside the load) instead of a pool of its own.
     """
     store_dir = source_root / spec.folder
     timings: dict[str, float] = {}
-    with loader_pool(database_url, spec, workers) as pool:  # its workers start while the store is listed
+    # A pool of its own starts its workers while the store is listed.
+    with nullcontext(pool) if pool is not None else loader_pool(database_url, spec, workers) as pool:
         started = time.perf_counter()
         discovery = spec.discover(store_dir)
         timings["discover"] = time.perf_counter() - started

@@ -13,6 +13,7 @@ whole, so a store is promoted all or nothing.
 
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ from migration_pipeline.core.reconcile import (
 from migration_pipeline.core.report import build_report
 from migration_pipeline.core.schema import apply_migrations
 from migration_pipeline.core.spec import StoreSpec, TableSpec
-from migration_pipeline.core.stage import StageSummary, stage_store
+from migration_pipeline.core.stage import StageSummary, loader_pool, stage_store
 from migration_pipeline.core.sync import sync_store
 from migration_pipeline.progress import watch_progress
 from migration_pipeline.quality import gx as _gx  # noqa: F401 - GX (3-4 s to import) loads with the code location, not in a run
@@ -457,22 +458,26 @@ def build_store_assets(spec: StoreSpec) -> tuple[list[AssetsDefinition | AssetSp
             if config.incremental and spec.sync is not None:
                 with migration.connect() as conn:
                     changes = detect_changes(conn, spec, migration.root())
-            # The backup in threads beside the load; a line in the event log every few seconds (units loaded of
-            # the total, rows/s, ETA, backup written): a 1M-user load is minutes of one step.
-            with backup_beside(migration.database_url, migration.root() / spec.folder, Path(migration.backup_dir),
-                               spec.name, migration.worker_count()) as backing_up, \
+            # The backup beside the load, in the load's worker processes (a sync has a backup already and loads
+            # few files in a pool of its own); a line in the event log every few seconds (units loaded of the
+            # total, rows/s, ETA, backup written): a 1M-user load is minutes of one step.
+            workers = migration.worker_count()
+            with nullcontext(None) if changes is not None else loader_pool(migration.database_url, spec, workers) \
+                    as pool, \
+                    backup_beside(migration.database_url, migration.root() / spec.folder, Path(migration.backup_dir),
+                                  spec.name, workers, pool) as backing_up, \
                     watch_progress(migration.database_url, spec.name, context.log.info,
                                    backup_dir=Path(migration.backup_dir)):
                 if changes is not None:
                     synced = sync_store(migration.database_url, spec, migration.root(), changes, context.run_id,
-                                        secret, workers=migration.worker_count())
+                                        secret, workers=workers)
                     summary = synced.stage
                     extra = {"mode": "incremental", "changes": changes.describe(), "files_read": synced.files_read,
                              "rows_carried": synced.rows_carried, "soft_deleted": synced.soft_deleted}
                 else:
                     # A run that died during the gates left a finished staging: it is checked and kept, not reloaded.
                     summary = stage_store(migration.database_url, spec, migration.root(), context.run_id, secret,
-                                          workers=migration.worker_count(), reuse_staged=True)
+                                          workers=workers, reuse_staged=True, pool=pool)
                 backup = backing_up.result()  # the step fails, and no gate runs, without a verified backup
             yield backup_result(spec, backup)
             with migration.connect() as conn:
