@@ -352,6 +352,33 @@ def test_a_chunk_verifies_by_the_hashes_of_what_its_worker_built(tmp_path: Path,
     assert verify(bytes(blocks), frame.lines.replace(hashlib.sha256(b'{"c": 333}').hexdigest(), "0" * 64)) == "c.json"
 
 
+def test_the_backup_reads_ahead_of_the_loads_processes_until_the_store_opens_at_page_cache_speed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the load's pool, the backup's chunks are read one file at a time per process: threads read the chunks
+    ahead (a cold 200k-file store staged in 28-33 s instead of 41-42 s), and stop once a chunk's files open at
+    page-cache speed (warm, reading ahead only cost CPU). A file gone meanwhile is left to the chunk's own read."""
+    from migration_pipeline.core import backup
+
+    store = tmp_path / "store"
+    store.mkdir()
+    for i in range(50):
+        (store / f"{i:02d}.json").write_bytes(b"{}")
+    chunks = [[("", [f"{i:02d}.json" for i in range(start, start + 10)] + ["gone.json"])] for start in range(0, 50, 10)]
+    ahead = backup._ReadAhead(str(store), 2, "demo")
+    submitted: list[object] = []
+    monkeypatch.setattr(ahead.pool, "submit", lambda function, chunk: submitted.append(chunk))
+    monkeypatch.setattr(backup._ReadAhead, "WARM_SECONDS_PER_FILE", 0.0)  # nothing opens that fast: all read ahead
+    assert list(ahead.ahead_of(iter(chunks))) == chunks and submitted == chunks
+    ahead._read_ahead(chunks[0])
+    assert not ahead.warm.is_set()
+    monkeypatch.setattr(backup._ReadAhead, "WARM_SECONDS_PER_FILE", 1.0)  # every open is fast enough: warm
+    ahead._read_ahead(chunks[1])
+    assert ahead.warm.is_set()
+    submitted.clear()
+    assert list(ahead.ahead_of(iter(chunks))) == chunks and submitted == []
+    ahead.pool.shutdown()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_large_files_are_streamed_into_frames_of_their_own(tmp_path: Path, workers: int,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
