@@ -18,9 +18,10 @@ TINY = {"wallet": ["--users", "40"], "pend": ["--users", "40", "--days", "2", "-
         "defarm": ["--items", "300"], "metagauge": ["--users", "8"]}
 
 ROWS = [
-    "floor: read + parse + COPY every record/document (2 procs + parent)",
+    "floor: read + parse + COPY every record/document (2 procs + parent) + unique index",
     "floor, both measurements (before / after the run)",
     "of which COPY (the parent waiting on the server)",
+    "of which the unique index on (file, locator), after the COPY",
     "full: schema",
     "full: stage (read, parse, validate, COPY, SQL rules, indexes; the backup beside it)",
     "of which read + parse + COPY (the floor's work)",
@@ -71,21 +72,22 @@ def test_bench_store_prints_the_floor_the_full_run_and_their_ratios(store: str, 
     expected = list(ROWS)
     if store == "wallet":
         expected[0] += f" + {WALLET_EXTRA}"
-        expected.insert(3, f"of which {WALLET_EXTRA} (CPU in the workers; {names[3].split('; ')[1]}")
-        assert names[3].endswith(" items)") and int(names[3].split("; ")[1].split()[0]) > 0
+        expected.insert(4, f"of which {WALLET_EXTRA} (CPU in the workers; {names[4].split('; ')[1]}")
+        assert names[4].endswith(" items)") and int(names[4].split("; ")[1].split()[0]) > 0
     assert names[:-1] == expected
     assert names[-1].startswith("restore-check (pg_restore, ") and names[-1].endswith(" tables compared: equal)")
     rows = dict(zip(names, table, strict=True))
-    floor, stage, whole = rows[expected[0]], rows[ROWS[4]], rows[ROWS[10]]
+    floor, stage, whole = rows[expected[0]], rows[ROWS[5]], rows[ROWS[11]]
     assert float(floor[1]) > 0 and float(floor[4]) > 0 and floor[2] == "" and floor[3] == ""
+    assert 0 <= float(rows[ROWS[3]][1]) <= float(floor[1])  # the floor's unique index, timed within the floor
     for row in (stage, whole):  # floor and full side by side, and the ratio of the two
         assert float(row[1]) == float(floor[1])
         # the ratio of the unrounded seconds: the printed ones are rounded to 10 ms
         assert float(row[3]) == pytest.approx(float(row[2]) / float(row[1]), rel=0.05)
         assert float(row[6]) == pytest.approx(float(row[5]) / float(row[4]), rel=0.05)
-    assert float(rows[ROWS[11]][1]) > 0 and float(rows[ROWS[11]][2]) > 0
-    assert rows[ROWS[7]][2] != ""  # the backup was written by this run (a kept one has no time)
-    assert float(rows[ROWS[7]][2]) <= float(stage[2])  # within its load's step
+    assert float(rows[ROWS[12]][1]) > 0 and float(rows[ROWS[12]][2]) > 0
+    assert rows[ROWS[8]][2] != ""  # the backup was written by this run (a kept one has no time)
+    assert float(rows[ROWS[8]][2]) <= float(stage[2])  # within its load's step
     assert any(line.startswith("ratio full run / floor: ") for line in lines)
     if store == "pend":  # the documents' throughput
         assert any(line.startswith("documents: ") and " MB/s" in line for line in lines)
