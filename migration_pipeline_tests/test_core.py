@@ -249,10 +249,9 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     """Chunks written by worker processes of its own, by threads, or by the load's worker processes form one
     compressed tar in file order; its manifest is sha256sum's format; a changed byte in a member, in a header or
     in the compressed bytes is caught by the re-read. The load's pool is left running."""
+    import hashlib
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-
-    import hashlib
 
     import zstandard
 
