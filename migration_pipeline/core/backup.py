@@ -3,14 +3,16 @@ re-reading the archive, written the first time a store is staged, beside its loa
 only reads the source, and the gates (so promotion) wait for both. Side by side, a store read from the disk
 is read from it once: whichever of the two reaches a file second finds it in the page cache.
 
-Both passes run on every core: workers turn chunks of files into tar blocks compressed as one zstd
-frame each (plus manifest lines) that the parent appends in order to one archive, then workers re-read
-byte ranges of the written archive and of the written manifest, decompress them and check every
-member's name and SHA-256. Concatenated frames are one zstd stream (`zstd -d`, `tar --zstd -x` and
-`open_archive` read it whole). Memory stays flat: a few chunks are in flight at a time, a chunk is
-remembered by its byte ranges only, and no file is ever held whole beyond LARGE_FILE bytes: a larger one
-is streamed into a frame of its own, and the frames of a chunk beyond FRAME_BYTES go through temporary
-files, as a legacy store may hold a dump or a log of gigabytes beside its small records.
+Both passes run on every core (beside a load, in the load's own worker processes): workers turn chunks of
+files into tar blocks compressed as one zstd frame each (plus manifest lines) that the parent appends in
+order to one archive, then workers re-read byte ranges of the written archive and of the written manifest
+and decompress them: a chunk is checked against the SHA-256 of the blocks and lines that were written, and
+only one that differs is walked member by member to name the file that does. Concatenated frames are one
+zstd stream (`zstd -d`, `tar --zstd -x` and `open_archive` read it whole). Memory stays flat: a few chunks
+are in flight at a time, a chunk is remembered by its byte ranges only, and no file is ever held whole
+beyond LARGE_FILE bytes: a larger one is streamed into a frame of its own, and the frames of a chunk beyond
+FRAME_BYTES go through temporary files, as a legacy store may hold a dump or a log of gigabytes beside its
+small records.
 
 Why compressed: small wallet files are mostly tar padding (a 330-byte file takes 1,024 bytes), and
 writing, hashing and re-reading those zeros cost the parent more than the workers spend compressing.
