@@ -64,7 +64,7 @@ from migration_pipeline.core.bookkeeping import backups
 from migration_pipeline.core.bookkeeping.backups import RecordedBackup as RecordedBackup
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import MigrationError
-from migration_pipeline.core.manifest import is_link_error, read_unless_larger, recorded_path, walk_folders
+from migration_pipeline.core.manifest import READ_FLAGS, is_link_error, read_unless_larger, recorded_path, walk_folders
 
 CHUNK_FILES = 5000
 FRAME_BYTES = 32 * 2**20  # a chunk's frame is closed at this many bytes of tar blocks
@@ -327,7 +327,7 @@ class _ReadAhead:
         for relative in (prefix + name for prefix, names in segments for name in names):
             files += 1
             try:
-                fd = os.open(f"{self.store_dir}/{relative}", _AHEAD_FLAGS)
+                fd = os.open(f"{self.store_dir}/{relative}", READ_FLAGS)
             except OSError:
                 continue  # the chunk's own read says what is wrong with it
             try:
@@ -339,8 +339,6 @@ class _ReadAhead:
         if files and (time.perf_counter() - started) / files < self.WARM_SECONDS_PER_FILE:
             self.warm.set()
 
-
-_AHEAD_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 
 
 def _chunks(folders: list[tuple[str, list[str]]]) -> Iterator[list[tuple[str, list[str]]]]:

@@ -16,7 +16,7 @@ from migration_pipeline.core.spec import ManifestEntry
 # O_NONBLOCK: a named pipe in a store would otherwise block its reader forever (it reads as empty now);
 # regular files ignore the flag. O_NOFOLLOW: a symbolic link is never read through (see `describe_link`); opening
 # one fails with ELOOP.
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 
 # Symbolic links in a store. A link is never followed, wherever it points: out of the store root (another
 # disk, /dev/zero, /etc), nowhere (dangling), to itself (a loop), to a folder (a walk could go round forever),
@@ -38,7 +38,7 @@ def read_whole(path: str) -> tuple[bytes, os.stat_result]:
 
 def read_unless_larger(path: str, limit: int | None) -> tuple[bytes | None, os.stat_result]:
     """`read_whole`, except that a file of more than `limit` bytes is not read: (None, its stat)."""
-    fd = os.open(path, _READ_FLAGS)
+    fd = os.open(path, READ_FLAGS)
     try:
         stat = os.fstat(fd)
         if _is_stream(stat):
@@ -95,7 +95,7 @@ def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> Manif
     it, without an mtime."""
     path = store_dir / relative_path
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(path, READ_FLAGS)
     except OSError as error:
         link = describe_link(path, relative_path, mapped=mapped) if is_link_error(error, path) else None
         return link or ManifestEntry(recorded_path(relative_path), 0, "", mapped, None)
