@@ -329,6 +329,11 @@ def watch_progress(database_url: str, store: str | Sequence[str], sink: Callable
     finally:
         watcher.stop()
         elapsed = time.monotonic() - watcher.started
+        # A phase reached after the last poll (a promotion quicker than a poll, say) is still said, before
+        # the counts: the lines end where the run ended.
+        ended = watcher.current()
+        if ended is not None and (ended.store, ended.phase) != last["phase"]:
+            sink(progress_line(ended, elapsed, None, None, phases))
         for name in stores:
             sink(final_line(watcher.latest.get(name), name, elapsed))
 

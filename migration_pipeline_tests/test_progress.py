@@ -184,6 +184,21 @@ def test_watch_progress_sends_a_line_per_phase_and_every_few_seconds_then_the_co
                         lines[-1]), lines
 
 
+def test_a_phase_reached_after_the_last_poll_is_said_before_the_counts(database_url: str) -> None:
+    """A promotion quicker than a poll (CI's flake: the lines on a pipe ended at `checking the gates`): the
+    watcher's last poll, as the block ends, still gives the phase the run ended in."""
+    lines: list[str] = []
+    with connect(database_url, autocommit=True) as conn, \
+            watch_progress(database_url, "wallet", lines.append, every_s=60, poll_s=30):
+        _plan(conn, "p1", "r1", "loading", 1)
+        _unit(conn, "p1", 0, {"wallets": 3}, 2)
+        _status(conn, "promoted")
+    shown = [re.sub(r", elapsed \d:\d\d$", "", line) for line in lines]
+    assert shown[:2] == ["wallet: starting", "wallet: promoted; 1/1 units, 2 files, 3 rows loaded"], lines
+    assert re.fullmatch(r"wallet: loaded 1/1 units, 2 files, 3 rows in \d+\.\d s; elapsed 0:0\d", lines[2]), lines
+    assert len(lines) == 3, lines
+
+
 def test_a_server_that_cannot_be_reached_is_no_error_and_no_line_but_the_last(tmp_path: Path) -> None:
     lines: list[str] = []
     with watch_progress("postgresql://nobody@127.0.0.1:1/none", "wallet", lines.append, every_s=0.2, poll_s=0.05):
