@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -222,18 +222,33 @@ def test_a_path_near_path_max_is_shortened_in_the_message(tmp_path: Path, databa
 
 
 def test_too_little_free_disk_for_the_backup_is_said_before_any_work(tmp_path: Path) -> None:
-    from migration_pipeline.core.errors import ConfigurationError
-    from migration_pipeline.preflight import folder_bytes, free_disk_for
+    from migration_pipeline.core.errors import ConfigurationError, shorten
+    from migration_pipeline.preflight import disks_used, folder_bytes, free_disk_for
 
-    (tmp_path / "store" / "a").mkdir(parents=True)
-    (tmp_path / "store" / "a" / "f").write_bytes(b"x" * 1000)
-    (tmp_path / "store" / "g").write_bytes(b"y" * 24)
-    assert folder_bytes([tmp_path / "store"]) == 1024
-    free_disk_for(tmp_path, 1024, "backup folder", "free space")
+    store = tmp_path / "store"
+    (store / "a").mkdir(parents=True)
+    (store / "a" / "f").write_bytes(b"x" * 1000)
+    (store / "g").write_bytes(b"y" * 24)
+    assert folder_bytes([store]) == 1024
+    assert disks_used([store, tmp_path, tmp_path / "gone"]) >= 1024  # one disk, counted once; a missing folder is none
+    weighed: list[list[Path]] = []
+
+    def weigh(folders: Iterable[Path]) -> int:
+        weighed.append(list(folders))
+        return folder_bytes([store])
+
+    # More free than the source's disk uses: no file is weighed (a stat per file: 13 s at 2M files).
+    free_disk_for(tmp_path, [store], "backup folder", "free space", free=1 << 62, weigh=weigh)
+    assert weighed == []
+    # Less: the files are weighed, and the backup fits or it does not.
+    free_disk_for(tmp_path, [store], "backup folder", "free space", free=1024, weigh=weigh)
+    assert weighed == [[store]]
     with pytest.raises(ConfigurationError) as info:
-        free_disk_for(tmp_path, 1 << 60, "backup folder", "free space there")
-    assert re.fullmatch(rf"backup folder {re.escape(str(tmp_path))} has \d+ MB free, the backup needs about "
-                        r"1099511627776 MB: free space there", str(info.value))
+        free_disk_for(tmp_path, [store], "backup folder", "free space there", free=1000, weigh=weigh)
+    assert str(info.value) == (f"backup folder {shorten(str(tmp_path))} has 0 MB free, the backup needs about 1 MB: "
+                               "free space there")
+    free_disk_for(tmp_path, [], "backup folder", "free space", free=0, weigh=weigh)  # every store backed up already
+    assert len(weighed) == 2
 
 
 # --- usable from any folder --------------------------------------------------------------------------------

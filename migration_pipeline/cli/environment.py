@@ -12,7 +12,7 @@ from pathlib import Path
 
 from migration_pipeline.core.database import sqlalchemy_url, start_embedded_server
 from migration_pipeline.core.errors import ConfigurationError, shorten
-from migration_pipeline.preflight import folder_bytes, free_disk_for, role_may_create, usable_folder
+from migration_pipeline.preflight import free_disk_for, role_may_create, usable_folder
 
 DAGSTER_HOME = Path(".dagster_home")
 _DAGSTER_YAML = """# Written by migration-pipeline: the Dagster instance lives in the same PostgreSQL.
@@ -117,7 +117,7 @@ def preflight_run(env: Environment, stores: Sequence[str]) -> None:
     usable_folder(env.backup_dir, "backup folder", "set MIGRATION_BACKUP_DIR to a writable folder")
     with connect(env.database_url) as conn:
         unbacked = [env.source_root / get_store(name).folder for name in stores if not latest_backup(conn, name)]
-    free_disk_for(env.backup_dir, folder_bytes(unbacked), "backup folder",
+    free_disk_for(env.backup_dir, unbacked, "backup folder",
                   "free space there or set MIGRATION_BACKUP_DIR to a folder on a larger disk")
 
 
