@@ -174,6 +174,34 @@ def test_a_backup_killed_mid_archive_leaves_nothing_the_next_one_keeps(database_
     assert len(read_manifest(manifest)) == 4005  # 4000 wallets, the duplicate, three unmapped files, dump.bin
 
 
+def test_a_full_backup_disk_is_said_in_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """The preflight weighs a store only when its disk might not hold it; a disk that fills while the archive is
+    written (another writer, a quota) is said in one line, and no partial archive is left."""
+    from migration_pipeline.core.backup import write_backup
+    from migration_pipeline.core.errors import MigrationError
+
+    store = tmp_path / "store"
+    store.mkdir()
+    for n in range(3):
+        (store / f"f{n}.bin").write_bytes(os.urandom(2**20))  # 3 MiB that do not compress
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a 1 MiB disk needs mount (root): {mounted.stderr.decode().strip()}")
+    try:
+        for workers in (1, 2):
+            with pytest.raises(MigrationError) as info:
+                write_backup(store, small / "backups", "wallet", workers=workers)
+            assert str(info.value) == (
+                f"backup of wallet: the disk of {small / 'backups'} is full (No space left on device), so nothing "
+                "was kept: free space there or point MIGRATION_BACKUP_DIR at a larger disk, then re-run")
+            assert info.value.__cause__ is None and info.value.__suppress_context__
+            assert sorted(p.name for p in (small / "backups").iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
 def test_a_load_that_fails_cancels_the_backup_beside_it_which_leaves_nothing(database_url: str,
                                                                              tmp_path: Path) -> None:
     from migration_pipeline.core.backup import backup_beside

@@ -20,6 +20,7 @@ writing, hashing and re-reading those zeros cost the parent more than the worker
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import itertools
@@ -417,9 +418,14 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
             os.replace(partial_manifest, manifest_path)
             os.replace(partial, archive)
             _fsync_folder(backup_dir)
-        except BaseException:  # no half-written archive is left to be mistaken for a backup
+        except BaseException as exc:  # no half-written archive is left to be mistaken for a backup
             for path in (partial, partial_manifest, archive, manifest_path):
                 path.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # The preflight weighs a store only when its disk might not hold it; this is the check that holds.
+                raise MigrationError(f"backup of {store}: the disk of {backup_dir} is full ({exc.strerror}), so "
+                                     "nothing was kept: free space there or point MIGRATION_BACKUP_DIR at a larger "
+                                     "disk, then re-run") from None
             raise
     finally:
         for executor in (own_pool, read_ahead.pool if read_ahead else None):
