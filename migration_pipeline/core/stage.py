@@ -62,15 +62,16 @@ def stage_store(
         discovery = spec.discover(store_dir)
         timings["discover"] = time.perf_counter() - started
 
+        in_scope = tuple(u for u in discovery.units if partitions is None or u.partition in partitions)
         started = time.perf_counter()
         with connect(database_url) as conn:
             run_plan = plan.plan_run(conn, spec, discovery, store_dir, run_id, secret,
-                                     reuse_staged and partitions is None)
+                                     reuse_staged and partitions is None,
+                                     scope=None if partitions is None else {u.number for u in in_scope})
         timings["resume_check"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        todo = [u for u in discovery.units
-                if u.number not in run_plan.done and (partitions is None or u.partition in partitions)]
+        todo = [u for u in in_scope if u.number not in run_plan.done]
         load_units(database_url, spec, run_plan.plan_id, run_id, todo, ReadContext(store_dir=store_dir, secret=secret),
                    pool, workers, load_one=load_unit)
         timings["read_and_copy"] = time.perf_counter() - started
@@ -81,7 +82,6 @@ def stage_store(
     with connect(database_url) as conn:
         summary = summarize(conn, spec, run_plan.plan_id, run_id)
     timings["finish_sql"] = time.perf_counter() - started  # the three steps and the summary's counts
-    in_scope = tuple(u for u in discovery.units if partitions is None or u.partition in partitions)
     summary.in_scope = in_scope
     summary.resumed_units = sum(1 for u in in_scope if u.number in run_plan.done)
     summary.seconds = timings
