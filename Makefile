@@ -18,13 +18,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/migration-pipeline run --env-file $(SAMPLE_ENV)
 
-## Set up with dev dependencies and run the whole suite against a real PostgreSQL.
+## Set up with dev dependencies and run the whole suite against a real PostgreSQL, in TEST_PROCESSES
+## processes (pytest-xdist; a test file stays in one process, each process has its own server or databases).
+TEST_PROCESSES ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
-## The suite without the browser end-to-end tests.
+## The suite without the tests marked slow (browser, Celery, CLI end to end).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 ## The Dagster UI on the same database and Dagster instance as `make demo`.
 ui: $(STAMP)

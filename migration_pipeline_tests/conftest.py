@@ -20,6 +20,17 @@ SAMPLES = REPO / "data_samples"
 SAMPLE_SECRET = "sample-secret-do-not-use-in-production"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files marked slow as a whole (browser, Celery, CLI end to end: minutes each) first: with
+    `--dist loadfile` the processes take files in this order, and the longest last left one process busy alone."""
+    def whole_file_slow(item: pytest.Item) -> bool:
+        module = getattr(item, "module", None)
+        marks = getattr(module, "pytestmark", [])
+        return any(mark.name == "slow" for mark in (marks if isinstance(marks, list) else [marks]))
+
+    items.sort(key=lambda item: not whole_file_slow(item))  # stable: each file's tests keep their order
+
+
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The server under test: TEST_DATABASE_URL / DATABASE_URL, else an embedded server for the session."""

@@ -184,11 +184,13 @@ def test_a_role_with_connect_only_is_one_line_before_any_work(
 
 
 def test_dagster_home_under_a_regular_file_is_one_line(tmp_path: Path, database_url: str) -> None:
+    from migration_pipeline.core.errors import shorten
+
     (tmp_path / "file").write_text("not a folder")
     proc = _cli(tmp_path, *_run_args(database_url), env=_env(tmp_path, DAGSTER_HOME=str(tmp_path / "file" / "home")))
     assert proc.returncode == 2
     assert _one_line(proc) == (
-        f"error: DAGSTER_HOME {tmp_path / 'file' / 'home'} is not a writable folder (Not a directory): set "
+        f"error: DAGSTER_HOME {shorten(str(tmp_path / 'file' / 'home'))} is not a writable folder (Not a directory): set "
         "DAGSTER_HOME to a writable folder (default: .dagster_home in the current folder)")
     _nothing_done(database_url)
 
@@ -197,13 +199,15 @@ def test_dagster_home_under_a_regular_file_is_one_line(tmp_path: Path, database_
                                                 ("MIGRATION_BACKUP_DIR", "backup folder")])
 def test_an_unwritable_report_or_backup_folder_fails_before_any_work(
         variable: str, what: str, tmp_path: Path, database_url: str) -> None:
+    from migration_pipeline.core.errors import shorten
+
     (tmp_path / "file").write_text("not a folder")
     folder = tmp_path / "file" / "out"
     started = time.monotonic()
     proc = _cli(tmp_path, *_run_args(database_url), env=_env(tmp_path, **{variable: str(folder)}))
     assert proc.returncode == 2
     assert _one_line(proc) == (
-        f"error: {what} {folder} is not a writable folder (Not a directory): set {variable} to a writable folder")
+        f"error: {what} {shorten(str(folder))} is not a writable folder (Not a directory): set {variable} to a writable folder")
     assert time.monotonic() - started < 8  # not after the load (a run of the samples takes 12 s and more)
     _nothing_done(database_url)
 
@@ -212,7 +216,8 @@ def test_a_path_near_path_max_is_shortened_in_the_message(tmp_path: Path, databa
     from migration_pipeline.core.errors import shorten
 
     (tmp_path / "file").write_text("not a folder")
-    folder = tmp_path / "file" / "/".join(["d" * 200] * 20)  # about 4,000 characters
+    # About 3,900 characters, under PATH_MAX (4,096) whatever the test's own folder.
+    folder = tmp_path / "file" / "/".join(["d" * 200] * ((3900 - len(str(tmp_path))) // 201))
     proc = _cli(tmp_path, *_run_args(database_url), env=_env(tmp_path, MIGRATION_REPORT_DIR=str(folder)))
     assert proc.returncode == 2
     line = _one_line(proc)

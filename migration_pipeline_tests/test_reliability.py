@@ -21,6 +21,7 @@ import pytest
 from psycopg import sql
 
 from migration_pipeline.core.database import connect, drop_database, ensure_database
+from migration_pipeline.core.errors import shorten
 from migration_pipeline.stores.wallet import WALLET_STORE
 from migration_pipeline.stores.wallet.generate import generate_wallet_store
 
@@ -312,7 +313,7 @@ def test_configuration_errors_are_one_line(case: str, database_url: str, tmp_pat
     elif case == "source_root_is_a_file":
         (tmp_path / "root.txt").write_text("not a folder")
         args = _args(database_url, tmp_path / "root.txt")
-        expected = f"error: source root {tmp_path / 'root.txt'} is a file, not a folder"
+        expected = f"error: source root {shorten(str(tmp_path / 'root.txt'))} is a file, not a folder"
     elif case == "bad_workers":
         args = _args(database_url, SAMPLES)
         env["MIGRATION_WORKERS"] = "two"
@@ -325,7 +326,7 @@ def test_configuration_errors_are_one_line(case: str, database_url: str, tmp_pat
         expected = "error: cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:1/none"
     else:
         args = _args(database_url, tmp_path / "no-such-root")
-        expected = f"error: source root {tmp_path / 'no-such-root'} does not exist"
+        expected = f"error: source root {shorten(str(tmp_path / 'no-such-root'))} does not exist"
     proc = _run(args, env)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
