@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Collection, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,17 +102,19 @@ def new_plan(conn: psycopg.Connection, spec: StoreSpec, fingerprint: str, units_
 
 
 def changed_units(
-    conn: psycopg.Connection, store: str, plan_id: str, store_dir: Path, units_: Collection[int], threads: int = 4
+    conn: psycopg.Connection, store: str, plan_id: str, store_dir: Path, units_: Collection[int]
 ) -> set[int]:
     """The units among `units_` whose files no longer hash (SHA-256, size) to what their load read. The
-    names alone prove nothing: a store replaced by another version keeps its names."""
-    recorded = units.unit_file_hashes(conn, store, plan_id, units_)
+    names alone prove nothing: a store replaced by another version keeps its names. One file after another:
+    on 60k wallet files 32 µs a file warm and 71 cold, against 173 and more with four threads, which fight
+    over the interpreter for every small read and hash (and do not read a cold disk any faster)."""
     changed: set[int] = set()
-    with ThreadPoolExecutor(threads, thread_name_prefix="rehash") as pool:
-        for start in range(0, len(recorded), 4096):  # a slice at a time: no future per file of millions at once
-            part = recorded[start : start + 4096]
-            now = pool.map(lambda r: describe_file(store_dir, r[1], mapped=True), part)
-            changed.update(r[0] for r, entry in zip(part, now, strict=True) if (entry.size_bytes, entry.sha256) != r[2:])
+    recorded = units.unit_file_hashes(conn, store, plan_id, units_)
+    for unit, path, size, sha256 in recorded:
+        if unit not in changed:
+            entry = describe_file(store_dir, path, mapped=True)
+            if (entry.size_bytes, entry.sha256) != (size, sha256):
+                changed.add(unit)
     # A unit that recorded no file at all cannot be proven unchanged.
     changed |= set(units_) - {r[0] for r in recorded}
     return changed
