@@ -662,3 +662,35 @@ def test_a_database_migrated_with_the_old_flat_file_names_upgrades_cleanly(datab
     assert report.applied == ()
     assert set(LEGACY_NAMES.values()) <= names and not set(LEGACY_NAMES) & names
     assert report.already_applied[0] == "migration/001_migration.sql"
+
+
+def test_describe_file_hashes_small_files_whole_large_ones_in_blocks_and_never_reads_a_link_or_a_pipe(
+        tmp_path: Path) -> None:
+    import hashlib
+
+    from migration_pipeline.core.manifest import WHOLE_FILE_BYTES, describe_file
+    from migration_pipeline.core.spec import ManifestEntry
+
+    small, large = b'{"a": 1}', os.urandom(WHOLE_FILE_BYTES + 12345)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "small.json").write_bytes(small)
+    (tmp_path / "large.bin").write_bytes(large)
+    (tmp_path / "empty").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe")
+    os.symlink("/etc/passwd", tmp_path / "link")
+
+    def entry(name: str) -> ManifestEntry:
+        return describe_file(tmp_path, name, mapped=True)
+
+    def mtime(name: str) -> int:
+        return os.lstat(tmp_path / name).st_mtime_ns
+
+    empty = hashlib.sha256(b"").hexdigest()
+    assert entry("d/small.json") == ManifestEntry("d/small.json", 8, hashlib.sha256(small).hexdigest(), True,
+                                                  mtime("d/small.json"))
+    assert entry("large.bin") == ManifestEntry("large.bin", len(large), hashlib.sha256(large).hexdigest(), True,
+                                               mtime("large.bin"))
+    assert entry("empty") == ManifestEntry("empty", 0, empty, True, mtime("empty"))
+    assert entry("pipe") == ManifestEntry("pipe", 0, empty, True, mtime("pipe"))  # read as empty, never blocks
+    assert entry("link") == ManifestEntry("link", 0, "", True, None, "/etc/passwd")
+    assert entry("gone") == ManifestEntry("gone", 0, "", True, None)

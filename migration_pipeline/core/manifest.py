@@ -17,6 +17,7 @@ from migration_pipeline.core.spec import ManifestEntry
 # regular files ignore the flag. O_NOFOLLOW: a symbolic link is never read through (see `describe_link`); opening
 # one fails with ELOOP.
 READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+WHOLE_FILE_BYTES = 16 << 20  # a file up to this size is hashed from one read
 
 # Symbolic links in a store. A link is never followed, wherever it points: out of the store root (another
 # disk, /dev/zero, /etc), nowhere (dangling), to itself (a loop), to a folder (a walk could go round forever),
@@ -89,25 +90,31 @@ def describe_link(path: str | Path, relative_path: str, *, mapped: bool) -> Mani
 
 
 def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> ManifestEntry:
-    """Hash a file in 1 MiB blocks (works for files of any size); its entry holds its `recorded_path`. A
-    symbolic link is described as a link (`describe_link`), not read. A file that cannot be read (gone since
-    it was listed) is recorded as the loaders record one, size 0 and no hash, and as change detection sees
-    it, without an mtime."""
-    path = store_dir / relative_path
+    """Hash a file (read whole with bare system calls up to 16 MiB, in 1 MiB blocks beyond: any size works);
+    its entry holds its `recorded_path`. A symbolic link is described as a link (`describe_link`), not read. A
+    file that cannot be read (gone since it was listed) is recorded as the loaders record one, size 0 and no
+    hash, and as change detection sees it, without an mtime."""
+    path = os.path.join(store_dir, relative_path)  # a string: a Path per file cost microseconds
     try:
-        fd = os.open(path, READ_FLAGS)
+        data, stat = read_unless_larger(path, WHOLE_FILE_BYTES)
     except OSError as error:
         link = describe_link(path, relative_path, mapped=mapped) if is_link_error(error, path) else None
         return link or ManifestEntry(recorded_path(relative_path), 0, "", mapped, None)
+    if data is not None:
+        return ManifestEntry(recorded_path(relative_path), len(data), hashlib.sha256(data).hexdigest(), mapped,
+                             stat.st_mtime_ns)
     digest = hashlib.sha256()
     size = 0
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError:  # gone between the two opens
+        return ManifestEntry(recorded_path(relative_path), 0, "", mapped, None)
     with os.fdopen(fd, "rb") as handle:
         stat = os.fstat(fd)
-        mtime_ns = stat.st_mtime_ns
         while not _is_stream(stat) and (block := handle.read(1 << 20)):
             digest.update(block)
             size += len(block)
-    return ManifestEntry(recorded_path(relative_path), size, digest.hexdigest(), mapped, mtime_ns)
+    return ManifestEntry(recorded_path(relative_path), size, digest.hexdigest(), mapped, stat.st_mtime_ns)
 
 
 def iter_stats(store_dir: Path) -> Iterator[tuple[str, int, int | None]]:
