@@ -10,9 +10,11 @@ from setuptools import find_packages, setup
 SCHEMAS = sorted(p.name for p in (Path(__file__).parent / "sql").iterdir() if p.is_dir())
 
 setup(
-    packages=[*find_packages(include=["migration_pipeline*"]), "migration_pipeline.templates", "migration_pipeline.sql",
+    packages=[*find_packages(include=["migration_pipeline*"]), "migration_pipeline.templates",
+              "migration_pipeline.templates.gx_static", "migration_pipeline.sql",
               *(f"migration_pipeline.sql.{schema}" for schema in SCHEMAS)],
     package_dir={"migration_pipeline.sql": "sql"},
-    package_data={"migration_pipeline": ["py.typed"], "migration_pipeline.templates": ["*.j2", "gx_static/*"],
+    package_data={"migration_pipeline": ["py.typed"], "migration_pipeline.templates": ["*.j2"],
+                  "migration_pipeline.templates.gx_static": ["*"],
                   **{f"migration_pipeline.sql.{schema}": ["*.sql"] for schema in SCHEMAS}},
 )
