@@ -22,7 +22,7 @@ SAMPLE_SECRET = "sample-secret-do-not-use-in-production"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The files marked slow as a whole (browser, Celery, CLI end to end: minutes each) first: with
-    `--dist loadfile` the processes take files in this order, and the longest last left one process busy alone."""
+    `--dist loadfile` the processes take files in this order, so none of the longest runs last, alone."""
     def whole_file_slow(item: pytest.Item) -> bool:
         module = getattr(item, "module", None)
         marks = getattr(module, "pytestmark", [])

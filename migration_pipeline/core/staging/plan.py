@@ -50,9 +50,9 @@ def plan_run(
     """The plan this run loads, committed with its unmapped files before any unit is read. A resumed plan
     forgets the units whose files changed since (or, if its tables were already finished, gives way to a new
     plan: only a new plan is exact then). With `scope` (the units of the partitions this run loads), only
-    those units are hashed again: each partition's step of a fan-out re-hashed every unit its predecessors had
-    committed, the store 7.5 times over for 16 shards; the run that finishes the staging loads every partition,
-    so it hashes every unit once before anything is promoted."""
+    those units are hashed again: a fan-out's step that hashed the units of the partitions loaded before it
+    would read the store once per step (7.5 times over for 16 shards). The run that finishes the staging loads
+    every partition, so every unit is hashed once before anything is gated."""
     fingerprint = plan_fingerprint(discovery.fingerprint, secret)
     plan = begin_plan(conn, spec, fingerprint, len(discovery.units), run_id, reuse_staged)
     if plan.resumed:
