@@ -209,10 +209,40 @@ def test_a_folder_that_cannot_be_listed_is_said_in_one_line_by_every_listing(
     monkeypatch.setattr(os, "scandir", scandir)
     expected = (f"cannot list the folder {tmp_path / 'storage' / 'wallets' / 'locked'} (Permission denied): every file"
                 " of a store must be read; fix its permissions (or remove it), then re-run")
-    for listing in (manifest.walk_folders, manifest.walk_files, lambda d: list(manifest.iter_stats(d)), discover):
+    listings = (lambda d: list(manifest.stream_folders(d, 1000)), manifest.walk_files,
+                lambda d: list(manifest.iter_stats(d)), discover)
+    for listing in listings:
         with pytest.raises(MigrationError) as failed:
             listing(tmp_path)
         assert str(failed.value) == expected
+
+
+def test_stream_folders_lists_what_walk_files_lists_holding_at_most_a_batch_of_names(tmp_path: Path) -> None:
+    """The backup's listing: every file and link `walk_files` lists, each once, in batches of at most `batch`
+    names of one folder (a folder of 2,500 files comes as 1,000 + 1,000 + 500), links never descended into."""
+    from migration_pipeline.core.errors import MigrationError
+    from migration_pipeline.core.manifest import stream_folders, walk_files
+
+    bulk = tmp_path / "storage" / "wallets"
+    bulk.mkdir(parents=True)
+    for i in range(2500):
+        (bulk / f"wallet_{i}_ethereum.json").write_bytes(b"{}")
+    (tmp_path / "docs" / "deep").mkdir(parents=True)
+    (tmp_path / "docs" / "deep" / "a.txt").write_bytes(b"a")
+    (tmp_path / "top.json").write_bytes(b"{}")
+    (tmp_path / "to_folder").symlink_to(tmp_path / "docs")  # a link to a folder: one entry, never descended into
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+
+    batches = list(stream_folders(tmp_path, 1000))
+    assert sorted(len(names) for prefix, names in batches if prefix == "storage/wallets/") == [500, 1000, 1000]
+    others = [(prefix, sorted(names)) for prefix, names in batches if prefix != "storage/wallets/"]
+    assert sorted(others) == [("", ["dangling", "to_folder", "top.json"]), ("docs/deep/", ["a.txt"])]
+    listed = [prefix + name for prefix, names in batches for name in names]
+    assert len(listed) == 2504 and sorted(listed) == walk_files(tmp_path)
+    with pytest.raises(MigrationError) as missing:
+        list(stream_folders(tmp_path / "gone", 1000))
+    assert str(missing.value).startswith(f"cannot list the folder {tmp_path / 'gone'} (No such file or directory)")
 
 
 def test_read_whole_returns_every_byte_of_a_file_that_grew_or_reads_short(
@@ -256,6 +286,7 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     import zstandard
 
     from migration_pipeline.core import backup
+    from migration_pipeline.core.manifest import stream_folders
 
     store = tmp_path / "store"
     (store / "a" / "b").mkdir(parents=True)
@@ -280,10 +311,9 @@ def test_backup_in_parallel_chunks_is_one_verified_archive(tmp_path: Path, monke
     assert backup.read_manifest(made.manifest) == expected
     with backup.open_archive(made.archive) as tar:
         members = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar}  # type: ignore[union-attr]
-    # Folder by folder (the store folder first, then its folders in name order), each folder's files sorted.
-    in_folder_order = ["top.txt", "a/caf\u00e9.json", "a/" + "long-name-" * 11 + ".json",
-                       *(f"a/b/f{i:02d}.json" for i in range(10))]
-    assert list(members) == in_folder_order and members == expected
+    # In the order of the listing, as the chunks were listed (whichever worker finished first), as in the manifest.
+    listed_order = [prefix + name for prefix, names in stream_folders(store, 3) for name in names]
+    assert list(members) == listed_order == list(backup.read_manifest(made.manifest)) and members == expected
 
     # One chunk (frame) holding every member, as the parallel writer would have written it, then altered.
     with made.archive.open("rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as z:
@@ -389,6 +419,7 @@ def test_large_files_are_streamed_into_frames_of_their_own(tmp_path: Path, worke
     import subprocess
 
     from migration_pipeline.core import backup
+    from migration_pipeline.core.manifest import stream_folders
 
     store = tmp_path / "store"
     (store / "logs").mkdir(parents=True)
@@ -408,8 +439,7 @@ def test_large_files_are_streamed_into_frames_of_their_own(tmp_path: Path, worke
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([made.archive.name, made.manifest.name])
     with backup.open_archive(made.archive) as tar:
         members = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar}  # type: ignore[union-attr]
-    assert list(members) == ["r0.json", "r1.json", "r2.json", "r3.json", "r4.json", "r5.json",
-                             "logs/app.log", "logs/" + "caf\u00e9-" * 20 + ".dump"]
+    assert list(members) == [prefix + name for prefix, names in stream_folders(store, 5) for name in names]
     assert members == expected
     assert backup.verify_archive(made.archive, made.manifest) is None
     if shutil.which("tar") and shutil.which("zstd"):
@@ -487,7 +517,7 @@ def test_a_file_that_cannot_be_read_fails_the_backup_in_one_line(tmp_path: Path,
     for i in range(8):
         (store / f"f{i}.json").write_bytes(b"{}")
     (store / "f5.json").unlink()  # listed, then unreadable: it vanished
-    monkeypatch.setattr(backup, "walk_folders", lambda _: [("", [f"f{i}.json" for i in range(8)])])
+    monkeypatch.setattr(backup, "stream_folders", lambda _folder, _batch: iter([("", [f"f{i}.json" for i in range(8)])]))
     monkeypatch.setattr(backup, "CHUNK_FILES", 3)  # with 2 workers: the error crosses the process pool
     with pytest.raises(MigrationError) as failed:
         backup.write_backup(store, tmp_path / "out", "demo", workers=workers)
@@ -561,8 +591,8 @@ def test_a_kept_backup_is_verified_again_and_expired_ones_are_pruned(
     # An archive from before backups were compressed (a plain tar) still verifies.
     plain = tmp_path / "plain.tar"
     with backup.tarfile.open(plain, "w") as tar:
-        for i in range(5):
-            tar.add(store / f"f{i}.json", arcname=f"f{i}.json")
+        for name in backup.read_manifest(made[2].manifest):  # in the manifest's order, as the backup wrote them
+            tar.add(store / name, arcname=name)
     assert backup.verify_archive(plain, made[2].manifest) is None
 
 

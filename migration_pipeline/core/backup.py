@@ -65,7 +65,7 @@ from migration_pipeline.core.bookkeeping import backups
 from migration_pipeline.core.bookkeeping.backups import RecordedBackup as RecordedBackup
 from migration_pipeline.core.database import connect
 from migration_pipeline.core.errors import MigrationError
-from migration_pipeline.core.manifest import READ_FLAGS, is_link_error, read_unless_larger, recorded_path, walk_folders
+from migration_pipeline.core.manifest import READ_FLAGS, is_link_error, read_unless_larger, recorded_path, stream_folders
 
 CHUNK_FILES = 5000
 FRAME_BYTES = 32 * 2**20  # a chunk's frame is closed at this many bytes of tar blocks
@@ -314,7 +314,7 @@ class _ReadAhead:
         self.warm = threading.Event()
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"read-ahead-{store}")
 
-    def ahead_of(self, chunks: Iterator[list[tuple[str, list[str]]]]) -> Iterator[list[tuple[str, list[str]]]]:
+    def ahead_of(self, chunks: Iterable[list[tuple[str, list[str]]]]) -> Iterator[list[tuple[str, list[str]]]]:
         """The chunks, each read ahead as it is handed on."""
         for chunk in chunks:
             if not self.warm.is_set():
@@ -342,7 +342,25 @@ class _ReadAhead:
 
 
 
-def _chunks(folders: list[tuple[str, list[str]]]) -> Iterator[list[tuple[str, list[str]]]]:
+class _Counted:
+    """The chunks of a listing as it is read, counting their files; the first two are read ahead, to tell
+    whether the store fills more than one chunk (worth a pool of workers) before any is archived."""
+
+    def __init__(self, chunks: Iterator[list[tuple[str, list[str]]]]) -> None:
+        self._ahead = list(itertools.islice(chunks, 2))
+        self._rest = chunks
+        self.files = 0
+
+    def more_than_one(self) -> bool:
+        return len(self._ahead) > 1
+
+    def __iter__(self) -> Iterator[list[tuple[str, list[str]]]]:
+        for chunk in itertools.chain(self._ahead, self._rest):
+            self.files += sum(len(names) for _, names in chunk)
+            yield chunk
+
+
+def _chunks(folders: Iterable[tuple[str, list[str]]]) -> Iterator[list[tuple[str, list[str]]]]:
     """CHUNK_FILES files at a time, as (folder, names) segments: a chunk may span small folders."""
     files = ((prefix, name) for prefix, names in folders for name in names)
     while chunk := list(itertools.islice(files, CHUNK_FILES)):
@@ -369,10 +387,9 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
     archive = backup_dir / f"{store}-{stamp}.tar.zst"
     manifest_path = backup_dir / f"{store}-{stamp}.sha256"
     partial, partial_manifest = (path.with_name(f".{path.name}{_PARTIAL}") for path in (archive, manifest_path))
-    folders = walk_folders(store_dir)
-    files = sum(len(names) for _, names in folders)
+    listed = _Counted(_chunks(stream_folders(store_dir, CHUNK_FILES)))
     own_pool: Executor | None = None
-    if pool is None and workers > 1 and files > CHUNK_FILES:
+    if pool is None and workers > 1 and listed.more_than_one():
         # spawn: the parent may be a threaded Dagster process, where fork is unsafe.
         own_pool = ThreadPoolExecutor(workers, thread_name_prefix=f"backup-{store}") if threads else \
             ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
@@ -388,7 +405,7 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
         total = 0
         try:
             with open(partial, "wb") as out, open(partial_manifest, "wb") as manifest:
-                to_archive = _chunks(folders) if read_ahead is None else read_ahead.ahead_of(_chunks(folders))
+                to_archive = listed if read_ahead is None else read_ahead.ahead_of(listed)
                 jobs = ((str(store_dir), chunk, str(spill_dir), FRAME_BYTES, LARGE_FILE) for chunk in to_archive)
                 with _in_order(runner, _archive_chunk, jobs) as built:
                     for frames in built:
@@ -432,7 +449,7 @@ def write_backup(store_dir: Path, backup_dir: Path, store: str, workers: int = 2
             if executor is not None:
                 executor.shutdown(cancel_futures=True)
         shutil.rmtree(spill_dir, ignore_errors=True)
-    return Backup(archive.resolve(), digest.hexdigest(), files, total, manifest_path.resolve())
+    return Backup(archive.resolve(), digest.hexdigest(), listed.files, total, manifest_path.resolve())
 
 
 class BackupCancelled(MigrationError):
