@@ -883,6 +883,8 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
            f" page cache warmed in {warm:.1f} s (not counted)")
         + f"; read from the disk: floor {disk_read.get('floor', 0) / 1e6:,.0f} MB, full run "
           f"{disk_read.get('full', 0) / 1e6:,.0f} MB")
+    if (unwarmed := not_warm(cold_cache, files.bytes, disk_read.get("floor", 0))) is not None:
+        out(unwarmed)
     out("CPU = client processes + the server backends of the bench database, sampled every 100 ms")
     out(tabulate(table, headers=PHASE_HEADERS, tablefmt="github", disable_numparse=True))
     if files.document_bytes > files.bytes // 100:
@@ -895,6 +897,17 @@ def store_benchmark(server_url: str, spec: StoreSpec, sizes: Mapping[str, int], 
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
     return 0 if result.success and restored_equal else 1
+
+
+def not_warm(cold_cache: bool, store_bytes: int, floor_read: int) -> str | None:
+    """A warning when a warm bench was not warm: the floor read more than a tenth of the store's bytes from the disk
+    although the page cache had been warmed (the store does not stay in this machine's memory beside the server's
+    writes), so its ratio is not comparable with warm runs. None otherwise, and for a cold bench."""
+    if cold_cache or floor_read <= store_bytes // 10:
+        return None
+    return (f"warning: not a warm measurement: the floor read {floor_read / 1e6:,.0f} MB from the disk after the page "
+            f"cache was warmed with the store's {store_bytes / 1e6:,.0f} MB (it does not stay in memory here); "
+            "compare its ratio with runs that read as much, or run with --cold-cache")
 
 
 def _dump_and_restore(url: str, spec: StoreSpec, dumps: Path, rows: int) -> tuple[list[list[str]], bool]:
