@@ -99,7 +99,7 @@ def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> Manif
         data, stat = read_unless_larger(path, WHOLE_FILE_BYTES)
     except OSError as error:
         link = describe_link(path, relative_path, mapped=mapped) if is_link_error(error, path) else None
-        return link or ManifestEntry(recorded_path(relative_path), 0, "", mapped, None)
+        return link or _unreadable(relative_path, mapped)
     if data is not None:
         return ManifestEntry(recorded_path(relative_path), len(data), hashlib.sha256(data).hexdigest(), mapped,
                              stat.st_mtime_ns)
@@ -108,13 +108,18 @@ def describe_file(store_dir: Path, relative_path: str, *, mapped: bool) -> Manif
     try:
         fd = os.open(path, READ_FLAGS)
     except OSError:  # gone between the two opens
-        return ManifestEntry(recorded_path(relative_path), 0, "", mapped, None)
+        return _unreadable(relative_path, mapped)
     with os.fdopen(fd, "rb") as handle:
         stat = os.fstat(fd)
         while not _is_stream(stat) and (block := handle.read(1 << 20)):
             digest.update(block)
             size += len(block)
     return ManifestEntry(recorded_path(relative_path), size, digest.hexdigest(), mapped, stat.st_mtime_ns)
+
+
+def _unreadable(relative_path: str, mapped: bool) -> ManifestEntry:
+    """A file that could not be read, as the loaders record one: size 0, no hash, no mtime."""
+    return ManifestEntry(recorded_path(relative_path), 0, "", mapped, None)
 
 
 def iter_stats(store_dir: Path) -> Iterator[tuple[str, int, int | None]]:
@@ -135,7 +140,7 @@ def iter_stats(store_dir: Path) -> Iterator[tuple[str, int, int | None]]:
 
 def iter_files(store_dir: Path) -> Iterator[str]:
     """The paths `walk_files` lists, one at a time and unsorted (no stat, nothing held)."""
-    return (prefix + entry.name for prefix, entry in _folder_entries(store_dir))
+    return (path for path, _ in _entries(store_dir))
 
 
 def stream_folders(store_dir: Path, batch: int) -> Iterator[tuple[str, list[str]]]:
